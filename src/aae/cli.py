@@ -1,0 +1,219 @@
+"""The ``aae`` command: a thin layer over the Python API.
+
+User errors (:class:`AAEError`) print one line and exit with status 2; a diverged run exits 3; an
+interrupted run saves itself and exits 130 (SIGINT) or 143 (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+from .errors import AAEError, DivergenceError, Interrupted
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, like every other user error
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="aae", description="Adversarial autoencoders (Makhzani et al. 2015).")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a run")
+    t.add_argument("--preset", help="a named configuration (see: aae presets)")
+    t.add_argument("--config", metavar="FILE.toml", help="a TOML config file")
+    t.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one option, e.g. --set optim.disc.lr=1e-4 (repeatable)")
+    t.add_argument("--out", metavar="RUN_DIR", help="the run directory (default: runs/<preset>)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    t.add_argument("--dataset", help="mnist | fashion-mnist | digits | PATH (.npy/.npz or folder)")
+    t.add_argument("--data-dir", metavar="DIR", help="where the IDX files are")
+    t.add_argument("--limit", type=int, metavar="N", help="train on the first N training images")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    t.add_argument("--force", action="store_true", help="replace the run already in --out")
+    t.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+
+    sub.add_parser("presets", help="list the presets")
+
+    d = sub.add_parser("demo", help="the demo run: MNIST if found or fetched, else sklearn digits")
+    d.add_argument("--out", default="runs/demo", metavar="RUN_DIR")
+
+    s = sub.add_parser("sample", help="decode prior samples of a trained run into a grid")
+    s.add_argument("run", metavar="RUN_DIR")
+    s.add_argument("--n", type=int, default=100)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, metavar="FILE.png")
+
+    e = sub.add_parser("encode", help="write the codes of a dataset split")
+    e.add_argument("run", metavar="RUN_DIR")
+    e.add_argument("--split", choices=["train", "test"], default="test")
+    e.add_argument("--data-dir", metavar="DIR")
+    e.add_argument("--out", required=True, metavar="FILE.npz")
+
+    pl = sub.add_parser("plot", help="redraw tsne.png, latent.png and latent.json from a run")
+    pl.add_argument("run", metavar="RUN_DIR")
+    pl.add_argument("--data-dir", metavar="DIR")
+    return p
+
+
+def _overrides(a: argparse.Namespace) -> dict:
+    o: dict = {}
+    for key, section, name in (("epochs", "train", "epochs"), ("seed", "train", "seed"),
+                               ("batch_size", "train", "batch_size"), ("device", "train", "device"),
+                               ("dataset", "data", "dataset"), ("data_dir", "data", "data_dir"),
+                               ("limit", "data", "limit")):
+        v = getattr(a, key, None)
+        if v is not None:
+            o.setdefault(section, {})[name] = v
+    return o
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from . import presets
+    from .config import resolve
+    from .train import Trainer
+
+    if a.resume:
+        from .runs import load_config
+
+        if a.out and Path(a.out) != Path(a.resume):
+            raise AAEError("--resume RUN_DIR continues RUN_DIR in place; drop --out")
+        if a.force or a.preset or a.config:
+            raise AAEError("--resume takes the run's saved config; drop --force, --preset, --config")
+        # the saved config plus what was given explicitly (only epochs and device may change)
+        cfg = resolve(load_config(Path(a.resume)).to_dict(), None, a.sets, _overrides(a))
+        out = a.resume
+    else:
+        preset = presets.get(a.preset).overrides if a.preset else None
+        cfg = resolve(preset, a.config, a.sets, _overrides(a))
+        out = a.out or f"runs/{a.preset or 'default'}"
+    Trainer(cfg, out, resume=bool(a.resume), force=a.force, quiet=a.quiet).fit()
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    """Train the demo preset on MNIST; with no MNIST to be had, say so in one line and train the
+    same demo on scikit-learn's bundled digits instead, so that a machine with no network and no
+    data still sees every artifact. An existing demo run in --out is replaced."""
+    from . import data as data_mod
+    from . import presets
+    from .config import resolve
+    from .train import Trainer
+
+    try:
+        data = data_mod.load("mnist")
+        name = "demo"
+    except AAEError as e:
+        print(f"aae demo: MNIST unavailable ({e}); running the demo on scikit-learn's digits",
+              file=sys.stderr)
+        data, name = data_mod.load("digits"), "demo-digits"
+    cfg = resolve(presets.get(name).overrides)
+    Trainer(cfg, a.out, data=data, force=True).fit()
+    print(f"demo run written to {a.out}: samples/progress.png, tsne.png, latent.png")
+    return 0
+
+
+def cmd_presets(a: argparse.Namespace) -> int:  # noqa: ARG001
+    from .presets import PRESETS
+
+    width = max(map(len, PRESETS))
+    for name, p in PRESETS.items():
+        print(f"{name:<{width}}  {p.time_cpu:>12}  {p.description}")
+    return 0
+
+
+def cmd_sample(a: argparse.Namespace) -> int:
+    import torch
+
+    from . import plots
+    from .fileio import atomic_write_bytes
+    from .runs import load_run
+
+    if a.n <= 0:
+        raise AAEError(f"option --n: expected an integer > 0, got {a.n}")
+    if not a.out.endswith(".png"):
+        raise AAEError(f"option --out {a.out}: expected a .png file name")
+    _, model, _ = load_run(a.run)
+    prior = model.regularizers[0].prior
+    with torch.no_grad():
+        z = prior.sample(a.n, generator=torch.Generator().manual_seed(a.seed))
+        images = model.decode({"z": z}).numpy()
+    atomic_write_bytes(a.out, plots.grid_png(images, nrow=min(10, a.n)))
+    print(a.out)
+    return 0
+
+
+def _run_data(run: str, cfg, data_dir: str | None):
+    from . import data as data_mod
+
+    return data_mod.load(cfg.data.dataset, data_dir or cfg.data.data_dir or None, cfg.data.limit,
+                         cfg.data.download)
+
+
+def cmd_encode(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .fileio import atomic_write_bytes
+    from .runs import load_run
+
+    if not a.out.endswith(".npz"):
+        raise AAEError(f"option --out {a.out}: expected a .npz file name")
+    cfg, model, _ = load_run(a.run)
+    data = _run_data(a.run, cfg, a.data_dir)
+    x = data.train_x if a.split == "train" else data.test_x
+    y = data.train_y if a.split == "train" else data.test_y
+    codes = model.encode_all(x)
+    arrays = {k: v.numpy() for k, v in codes.items()}
+    if y is not None:
+        arrays["labels"] = y.numpy()
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(a.out, buf.getvalue())
+    print(a.out)
+    return 0
+
+
+def cmd_plot(a: argparse.Namespace) -> int:
+    from . import artifacts
+    from .metrics import summarize_fit
+    from .runs import load_run
+
+    cfg, model, _ = load_run(a.run)
+    data = _run_data(a.run, cfg, a.data_dir)
+    fit = artifacts.write_latent(Path(a.run), model, data, cfg.train.seed, cfg.train.tsne_points)
+    print(f"test codes vs prior: {summarize_fit(fit)}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "demo": cmd_demo, "presets": cmd_presets, "sample": cmd_sample,
+            "encode": cmd_encode, "plot": cmd_plot}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+
+    try:
+        return COMMANDS[args.command](args)
+    except DivergenceError as e:
+        print(f"aae: error: {e}", file=sys.stderr)
+        return 3
+    except AAEError as e:
+        print(f"aae: error: {e}", file=sys.stderr)
+        return 2
+    except Interrupted as e:
+        print(f"aae: {e}", file=sys.stderr)
+        return 128 + e.signum
+    except KeyboardInterrupt:
+        print("aae: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""Typed, validated run configuration.
+
+A run is fully described by one :class:`Config`: defaults, then a preset, then a TOML file, then
+``--set key=value`` overrides, then explicit CLI flags. The resolved config is written to
+``RUN/config.toml`` and stored in every checkpoint, so a run directory describes itself.
+
+Every value is checked here (type, range, known keys), and every fault is an :class:`AAEError` that
+names the option, so nothing downstream has to re-check user input.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import AAEError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "mnist"  # mnist | fashion-mnist | digits | a path to .npy/.npz or an image folder
+    data_dir: str = ""  # "" = the look-up order of aae.data (AAE_DATA_DIR, cache, /usr/share/datasets)
+    limit: int = 0  # train on the first N training images; 0 = all
+    download: bool = True  # fetch missing IDX files from the official mirrors (MD5-verified)
+
+
+@dataclass
+class ModelConfig:
+    code_dim: int = 8  # d, the size of z (paper appendix A.1: 8 on MNIST)
+    encoder_hidden: list[int] = field(default_factory=lambda: [1000, 1000])
+    decoder_hidden: list[int] = field(default_factory=lambda: [1000, 1000])
+    disc_hidden: list[int] = field(default_factory=lambda: [1000, 1000])
+    output: str = "sigmoid"  # decoder output: sigmoid (pixels in [0, 1]) | linear
+    init_std: float = 0.0  # > 0: weights ~ N(0, init_std^2) as in the paper; 0: PyTorch's default
+
+
+@dataclass
+class PriorConfig:
+    name: str = "gaussian"
+    std: float = 1.0  # the seed uses N(0, I); the paper's likelihood set-up uses std 5 (check)
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"  # adam | sgd
+    lr: float = 1e-3
+    momentum: float = 0.9  # sgd only
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])  # adam only
+    weight_decay: float = 0.0
+    milestones: list[int] = field(default_factory=list)  # epochs at which lr *= gamma
+    gamma: float = 0.1
+
+
+def _default_optim() -> dict[str, OptimConfig]:
+    # Chosen by measurement (docs/tuning.md): Adam everywhere, the adversarial phases slower than
+    # reconstruction, so that samples sharpen while the codes still match the prior.
+    return {
+        "recon": OptimConfig(lr=1e-3),
+        "disc": OptimConfig(lr=1e-4),
+        "gen": OptimConfig(lr=1e-4),
+    }
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 100
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    recon_loss: str = "mse"  # mse (the paper's Euclidean cost) | bce
+    sample_epochs: list[int] = field(default_factory=lambda: [0, 1, 5, 10, 50, 100, 500])
+    checkpoint_every: int = 10  # keep a checkpoint every N epochs (the last one is always kept)
+    tsne_points: int = 10000  # test codes in tsne.png (0 = skip the t-SNE)
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: dict[str, OptimConfig] = field(default_factory=_default_optim)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "config") -> Config:
+        return _build(cls, d, source)
+
+    def validate(self) -> Config:
+        _validate(self)
+        return self
+
+
+PHASES = ("recon", "disc", "gen")
+
+
+# ---------------------------------------------------------------------------------------------
+# dict <-> dataclass, with a precise error for every wrong key or value
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise AAEError(f"{where}: expected a list of {_type_name(item_tp)}, got {value!r}")
+        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise AAEError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise AAEError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise AAEError(f"{where}: expected a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise AAEError(f"{where}: expected a finite number, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise AAEError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise AssertionError(f"unsupported config type {tp!r}")  # a bug in this module, not user input
+
+
+def _build(cls: type, d: Any, where: str) -> Any:
+    if not isinstance(d, dict):
+        raise AAEError(f"{where}: expected a table of options, got {d!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(d) - set(names))
+    if unknown:
+        raise AAEError(
+            f"{where}: unknown option {unknown[0]!r}; valid options: {', '.join(names)}"
+        )
+    kwargs = {}
+    for name in names:
+        if name not in d:
+            continue
+        tp, sub = hints[name], f"{where}.{name}" if where != "config" else name
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, d[name], sub)
+        elif typing.get_origin(tp) is dict:
+            kwargs[name] = _build_optim(d[name], sub)
+        else:
+            kwargs[name] = _coerce(d[name], tp, sub)
+    return cls(**kwargs)
+
+
+def _build_optim(d: Any, where: str) -> dict[str, OptimConfig]:
+    if not isinstance(d, dict):
+        raise AAEError(f"{where}: expected a table of phases, got {d!r}")
+    unknown = sorted(set(d) - set(PHASES))
+    if unknown:
+        raise AAEError(f"{where}: unknown phase {unknown[0]!r}; valid phases: {', '.join(PHASES)}")
+    out = _default_optim()
+    for phase, sub in d.items():
+        base = dataclasses.asdict(out[phase])
+        if not isinstance(sub, dict):
+            raise AAEError(f"{where}.{phase}: expected a table of options, got {sub!r}")
+        base.update(sub)
+        out[phase] = _build(OptimConfig, base, f"{where}.{phase}")
+    return out
+
+
+def _validate(cfg: Config) -> None:
+    def need(ok: bool, option: str, expected: str, value: Any) -> None:
+        if not ok:
+            raise AAEError(f"option {option}: expected {expected}, got {value!r}")
+
+    t, m, p = cfg.train, cfg.model, cfg.prior
+    need(t.epochs >= 0, "train.epochs (--epochs)", "an integer >= 0", t.epochs)
+    need(t.batch_size > 0, "train.batch_size", "an integer > 0", t.batch_size)
+    need(t.checkpoint_every > 0, "train.checkpoint_every", "an integer > 0", t.checkpoint_every)
+    need(t.tsne_points >= 0, "train.tsne_points", "an integer >= 0", t.tsne_points)
+    need(t.threads >= 0, "train.threads", "an integer >= 0", t.threads)
+    need(all(e >= 0 for e in t.sample_epochs), "train.sample_epochs", "epochs >= 0", t.sample_epochs)
+    need(t.recon_loss in ("mse", "bce"), "train.recon_loss", "one of mse, bce", t.recon_loss)
+    dev = t.device
+    need(dev in ("auto", "cpu", "cuda") or dev.startswith("cuda:"), "train.device (--device)",
+         "one of auto, cpu, cuda, cuda:N", dev)
+    need(cfg.data.limit >= 0, "data.limit (--limit)", "an integer >= 0", cfg.data.limit)
+    need(m.code_dim > 0, "model.code_dim", "an integer > 0", m.code_dim)
+    for name in ("encoder_hidden", "decoder_hidden", "disc_hidden"):
+        sizes = getattr(m, name)
+        need(all(s > 0 for s in sizes), f"model.{name}", "layer sizes > 0", sizes)
+    need(m.output in ("sigmoid", "linear"), "model.output", "one of sigmoid, linear", m.output)
+    need(m.init_std >= 0, "model.init_std", "a number >= 0", m.init_std)
+    need(t.recon_loss != "bce" or m.output == "sigmoid", "train.recon_loss",
+         "mse when model.output is linear (bce needs outputs in [0, 1])", t.recon_loss)
+    need(p.std > 0, "prior.std", "a number > 0", p.std)
+    for phase, o in cfg.optim.items():
+        key = f"optim.{phase}"
+        need(o.name in ("adam", "sgd"), f"{key}.name", "one of adam, sgd", o.name)
+        need(o.lr > 0, f"{key}.lr", "a learning rate > 0", o.lr)
+        need(0 <= o.momentum < 1, f"{key}.momentum", "a number in [0, 1)", o.momentum)
+        need(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), f"{key}.betas",
+             "two numbers in [0, 1)", o.betas)
+        need(o.weight_decay >= 0, f"{key}.weight_decay", "a number >= 0", o.weight_decay)
+        need(all(e > 0 for e in o.milestones), f"{key}.milestones", "epochs > 0", o.milestones)
+        need(0 < o.gamma <= 1, f"{key}.gamma", "a number in (0, 1]", o.gamma)
+
+
+# ---------------------------------------------------------------------------------------------
+# layering: defaults <- preset <- file <- --set
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``over`` into a copy of ``base`` (tables merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise AAEError(f"config file {path}: not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise AAEError(f"config file {path}: cannot be read as UTF-8 text ({e})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise AAEError(f"config file {path}: not valid TOML ({e})") from None
+
+
+def parse_set(item: str) -> dict[str, Any]:
+    """``"optim.disc.lr=1e-4"`` -> ``{"optim": {"disc": {"lr": 1e-4}}}``; values are TOML literals,
+    and a bare word is taken as a string (``--set data.dataset=digits``)."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise AAEError(f"--set {item!r}: expected key=value, e.g. --set optim.disc.lr=1e-4")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def to_toml(cfg: Config) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(cfg.to_dict())
+
+
+def resolve(
+    preset: dict[str, Any] | None = None,
+    file: str | Path | None = None,
+    sets: list[str] | tuple[str, ...] = (),
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Build and validate a config from its layers (later layers win)."""
+    d = Config().to_dict()
+    if preset:
+        d = merge(d, preset)
+    if file:
+        d = merge(d, load_toml(file))
+    for item in sets:
+        d = merge(d, parse_set(item))
+    if overrides:
+        d = merge(d, overrides)
+    return Config.from_dict(d).validate()

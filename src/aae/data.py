@@ -1,0 +1,399 @@
+"""Datasets as whole tensors.
+
+An AAE on MNIST is small enough that the whole training set fits in memory (60 000 x 784 float32 =
+188 MB) and on the training device, so batches are index lookups into one tensor: no ``Dataset``,
+no ``DataLoader``, no per-sample Python work.
+
+Sources:
+
+* ``mnist``, ``fashion-mnist``: the standard IDX files (``.gz`` or raw), looked up in ``--data-dir``,
+  ``$AAE_DATA_DIR/<name>/``, ``~/.cache/aae/<name>/``, ``/usr/share/datasets/<name>/``; otherwise
+  downloaded from the official mirrors, MD5-verified and written atomically into the cache.
+* ``digits``: scikit-learn's bundled 8x8 digits, for fully offline runs.
+* a path: a ``.npy``/``.npz`` array (N x H x W or N x C x H x W, optional labels) or a folder of
+  images (one sub-folder per class, optional), read with Pillow.
+
+Every file is validated by structure, and every fault is an :class:`AAEError` naming the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import struct
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import AAEError
+from .fileio import atomic_write_bytes
+
+# Official mirrors and the MD5 of each published archive. The files in ../shared/data were
+# re-encoded losslessly, so local files are validated by structure, downloads by checksum.
+MIRRORS = {
+    "mnist": [
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://yann.lecun.com/exdb/mnist/",
+    ],
+    "fashion-mnist": [
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    ],
+}
+MD5 = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83fd310",
+    },
+}
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+CLASS_NAMES = {
+    "fashion-mnist": ["T-shirt", "Trouser", "Pullover", "Dress", "Coat",
+                      "Sandal", "Shirt", "Sneaker", "Bag", "Boot"],
+}
+BUILTIN = ("mnist", "fashion-mnist", "digits")
+MAX_IDX_BYTES = 2**31  # larger than any image set this library is meant for: refuse, don't allocate
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+@dataclass
+class ImageData:
+    """Images as float32 in [0, 1], shape (N, C, H, W); labels int64 (N,) or None."""
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor | None
+    test_x: torch.Tensor
+    test_y: torch.Tensor | None
+    class_names: list[str] | None = None
+    source: str = ""
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        ys = [y for y in (self.train_y, self.test_y) if y is not None and len(y)]
+        return int(max(int(y.max()) for y in ys)) + 1 if ys else 0
+
+    def to(self, device: torch.device | str) -> ImageData:
+        mv = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return ImageData(self.name, mv(self.train_x), mv(self.train_y), mv(self.test_x),
+                         mv(self.test_y), self.class_names, self.source)
+
+
+# ---------------------------------------------------------------------------------------------
+# IDX
+
+
+def _read_maybe_gz(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise AAEError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            # bounded decompression: a gzip bomb must not exhaust memory
+            d = gzip.GzipFile(fileobj=io.BytesIO(raw))
+            out = d.read(MAX_IDX_BYTES + 1)
+        except (OSError, EOFError, gzip.BadGzipFile) as e:
+            raise AAEError(f"{path}: corrupt or truncated gzip data ({e})") from None
+        if len(out) > MAX_IDX_BYTES:
+            raise AAEError(f"{path}: larger than {MAX_IDX_BYTES} bytes uncompressed; refusing it")
+        return out
+    return raw
+
+
+def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
+    """Parse IDX bytes (unsigned-byte data only, as in MNIST) into an array, checking every field."""
+    if len(data) < 4:
+        raise AAEError(f"{name}: too short to be an IDX file ({len(data)} bytes)")
+    zero, dtype_code, ndim = data[0:2], data[2], data[3]
+    if zero != b"\x00\x00" or dtype_code != 0x08 or not 1 <= ndim <= 4:
+        raise AAEError(
+            f"{name}: bad IDX magic number 0x{data[:4].hex()} (expected 0x0000080N, unsigned "
+            "bytes with N = 1..4 dimensions)"
+        )
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise AAEError(f"{name}: truncated IDX header ({len(data)} of {header} bytes)")
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    count = int(np.prod(dims, dtype=np.int64))
+    if count > MAX_IDX_BYTES:
+        raise AAEError(f"{name}: IDX dimensions {dims} describe {count} bytes; refusing it")
+    if len(data) - header != count:
+        what = "truncated" if len(data) - header < count else "has trailing bytes"
+        raise AAEError(
+            f"{name}: {what}: dimensions {dims} need {count} data bytes, found {len(data) - header}"
+        )
+    return np.frombuffer(data, dtype=np.uint8, count=count, offset=header).reshape(dims)
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    path = Path(path)
+    return parse_idx(_read_maybe_gz(path), str(path))
+
+
+def _find_file(folder: Path, stem: str) -> Path | None:
+    for cand in (folder / stem, folder / f"{stem}.gz"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def search_dirs(name: str, data_dir: str | Path | None = None) -> list[Path]:
+    """Where IDX files of ``name`` are looked for, in order."""
+    dirs = []
+    if data_dir:
+        dirs += [Path(data_dir) / name, Path(data_dir)]
+    if os.environ.get("AAE_DATA_DIR"):
+        dirs.append(Path(os.environ["AAE_DATA_DIR"]) / name)
+    dirs.append(cache_dir() / name)
+    dirs.append(Path("/usr/share/datasets") / name)
+    return dirs
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "aae"
+
+
+def _complete_dir(folder: Path) -> dict[str, Path] | None:
+    found = {k: _find_file(folder, stem) for k, stem in IDX_FILES.items()}
+    return found if all(found.values()) else None  # type: ignore[return-value]
+
+
+def download(name: str, dest: Path, mirrors: list[str] | None = None, timeout: float = 20.0) -> None:
+    """Fetch the four archives of ``name`` into ``dest``, verifying each MD5; atomic per file."""
+    mirrors = mirrors or _mirrors(name)
+    for fname, md5 in MD5[name].items():
+        if (dest / fname).is_file():
+            continue
+        errors = []
+        for base in mirrors:
+            url = base.rstrip("/") + "/" + fname
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (fixed hosts)
+                    blob = r.read(MAX_IDX_BYTES)
+            except (urllib.error.URLError, OSError, ValueError) as e:
+                errors.append(f"{url}: {getattr(e, 'reason', e)}")
+                continue
+            got = hashlib.md5(blob).hexdigest()  # noqa: S324 (the published checksums are MD5)
+            if got != md5:
+                errors.append(f"{url}: MD5 {got} does not match the published {md5}")
+                continue
+            atomic_write_bytes(dest / fname, blob)
+            break
+        else:
+            raise AAEError(f"cannot download {name} file {fname}: " + "; ".join(errors))
+
+
+def _mirrors(name: str) -> list[str]:
+    env = os.environ.get("AAE_MIRRORS")  # a comma-separated override, e.g. a local mirror
+    return [m for m in env.split(",") if m] if env else MIRRORS[name]
+
+
+def load_idx_dataset(name: str, data_dir: str | Path | None = None, allow_download: bool = True
+                     ) -> ImageData:
+    dirs = search_dirs(name, data_dir)
+    files = next((f for d in dirs if (f := _complete_dir(d))), None)
+    if files is None:
+        offline = os.environ.get("AAE_OFFLINE", "") not in ("", "0")
+        problem = "downloads are off (data.download = false)" if not allow_download else (
+            "downloads are off (AAE_OFFLINE is set)" if offline else "")
+        if not problem:
+            dest = cache_dir() / name
+            try:
+                download(name, dest)
+                files = _complete_dir(dest)
+            except AAEError as e:
+                problem = str(e)
+        if files is None:
+            raise AAEError(
+                f"dataset {name!r} not found in {', '.join(map(str, dirs))}, and {problem}; "
+                f"put the four IDX files in one of those folders, set AAE_DATA_DIR or pass --data-dir"
+            )
+    arrays = {k: read_idx(p) for k, p in files.items()}
+    for split in ("train", "test"):
+        x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        xp, yp = files[f"{split}_images"], files[f"{split}_labels"]
+        if x.ndim != 3:
+            raise AAEError(f"{xp}: expected 3 dimensions (N, H, W), found {x.shape}")
+        if y.ndim != 1:
+            raise AAEError(f"{yp}: expected 1 dimension (N,), found {y.shape}")
+        if len(x) != len(y):
+            raise AAEError(f"{xp} holds {len(x)} images but {yp} holds {len(y)} labels")
+        if len(y) and y.max() > 9:
+            raise AAEError(f"{yp}: label {int(y.max())} out of range 0..9")
+    to_x = lambda a: torch.from_numpy(a.astype(np.float32) / 255.0).unsqueeze(1)  # noqa: E731
+    to_y = lambda a: torch.from_numpy(a.astype(np.int64))  # noqa: E731
+    return ImageData(name, to_x(arrays["train_images"]), to_y(arrays["train_labels"]),
+                     to_x(arrays["test_images"]), to_y(arrays["test_labels"]),
+                     CLASS_NAMES.get(name), source=str(files["train_images"].parent))
+
+
+# ---------------------------------------------------------------------------------------------
+# scikit-learn digits, user arrays, image folders
+
+
+def load_digits() -> ImageData:
+    from sklearn.datasets import load_digits as sk_digits
+
+    d = sk_digits()
+    x = torch.from_numpy((d.images / 16.0).astype(np.float32)).unsqueeze(1)
+    y = torch.from_numpy(d.target.astype(np.int64))
+    # a fixed, class-stratified split: every 6th image of each class is a test image
+    order = np.argsort(d.target, kind="stable")
+    test = np.zeros(len(y), dtype=bool)
+    test[order[::6]] = True
+    t = torch.from_numpy(test)
+    return ImageData("digits", x[~t], y[~t], x[t], y[t], source="sklearn.datasets.load_digits")
+
+
+def _as_images(a: np.ndarray, where: str) -> torch.Tensor:
+    if a.ndim == 3:
+        a = a[:, None]
+    if a.ndim != 4 or a.shape[0] == 0:
+        raise AAEError(f"{where}: expected images shaped N x H x W or N x C x H x W, got {a.shape}")
+    if a.shape[1] not in (1, 3) and a.shape[3] in (1, 3):  # N x H x W x C
+        a = a.transpose(0, 3, 1, 2)
+    if a.dtype == np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32) / 255.0)
+    if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
+        raise AAEError(f"{where}: expected numeric pixel values, got dtype {a.dtype}")
+    a = a.astype(np.float32)
+    if not np.isfinite(a).all():
+        raise AAEError(f"{where}: holds NaN or infinite pixel values")
+    lo, hi = float(a.min()), float(a.max())
+    if lo < 0 or hi > 1:
+        if lo < 0 or hi > 255 or not (a == np.round(a)).all():
+            raise AAEError(
+                f"{where}: pixel values span [{lo:g}, {hi:g}]; expected floats in [0, 1] or "
+                "integers in [0, 255]"
+            )
+        a = a / 255.0
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _as_labels(a: np.ndarray | None, n: int, where: str) -> torch.Tensor | None:
+    if a is None:
+        return None
+    if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
+        raise AAEError(f"{where}: expected a 1-D integer label array, got {a.dtype} {a.shape}")
+    if len(a) != n:
+        raise AAEError(f"{where}: {len(a)} labels for {n} images")
+    if len(a) and a.min() < 0:
+        raise AAEError(f"{where}: negative label {int(a.min())}")
+    return torch.from_numpy(a.astype(np.int64))
+
+
+def _split(name: str, x: torch.Tensor, y: torch.Tensor | None, source: str,
+           class_names: list[str] | None = None, test_fraction: float = 0.1) -> ImageData:
+    """Hold out a fixed, seed-independent tenth of a user's data as the test split."""
+    n = len(x)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(1234))
+    n_test = max(1, int(round(n * test_fraction))) if n > 1 else 0
+    te, tr = perm[:n_test], perm[n_test:]
+    pick = lambda t, i: None if t is None else t[i]  # noqa: E731
+    return ImageData(name, x[tr], pick(y, tr), x[te], pick(y, te), class_names, source)
+
+
+def load_array(path: Path) -> ImageData:
+    try:
+        obj = np.load(path, allow_pickle=False)  # never unpickle a user's file
+    except ValueError as e:
+        raise AAEError(f"{path}: cannot be loaded without pickle ({e}); save plain arrays") from None
+    except (OSError, EOFError) as e:
+        raise AAEError(f"{path}: not a readable .npy/.npz file ({e})") from None
+    if isinstance(obj, np.ndarray):
+        return _split(path.stem, _as_images(obj, str(path)), None, str(path))
+    with obj:
+        keys = set(obj.files)
+        xk = next((k for k in ("x", "images", "x_train", "arr_0") if k in keys), None)
+        if xk is None:
+            raise AAEError(f"{path}: no image array; expected a key named x or images, found "
+                           f"{', '.join(sorted(keys)) or 'nothing'}")
+        x = _as_images(obj[xk], f"{path}[{xk}]")
+        yk = next((k for k in ("y", "labels", "y_train") if k in keys), None)
+        y = _as_labels(obj[yk], len(x), f"{path}[{yk}]") if yk else None
+    return _split(path.stem, x, y, str(path))
+
+
+def load_folder(path: Path) -> ImageData:
+    from PIL import Image, UnidentifiedImageError
+
+    subdirs = sorted(p for p in path.iterdir() if p.is_dir())
+    groups = [(d.name, sorted(f for f in d.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES))
+              for d in subdirs]
+    groups = [(n, fs) for n, fs in groups if fs]
+    loose = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    if groups and loose:
+        raise AAEError(f"{path}: mixes images and class sub-folders; use one or the other")
+    if not groups and not loose:
+        raise AAEError(f"{path}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    files = [(f, i) for i, (_, fs) in enumerate(groups) for f in fs] or [(f, -1) for f in loose]
+    images, size, mode = [], None, None
+    for f, _ in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                m = "L" if im.mode in ("1", "L", "I;16", "I", "F", "LA") else "RGB"
+                mode = mode or m
+                im = im.convert(mode)
+                if size is None:
+                    size = im.size
+                elif im.size != size:
+                    raise AAEError(f"{f}: size {im.size[0]}x{im.size[1]} differs from the first "
+                                   f"image's {size[0]}x{size[1]}; resize the folder to one size")
+                images.append(np.asarray(im))
+        except (UnidentifiedImageError, OSError) as e:
+            raise AAEError(f"{f}: not a readable image ({e})") from None
+    x = _as_images(np.stack(images), str(path))
+    y = torch.tensor([i for _, i in files]) if groups else None
+    return _split(path.name, x, y, str(path), [n for n, _ in groups] if groups else None)
+
+
+def load(dataset: str, data_dir: str | Path | None = None, limit: int = 0,
+         allow_download: bool = True) -> ImageData:
+    """Load a dataset by name or path; ``limit`` keeps the first N training images."""
+    if dataset in ("mnist", "fashion-mnist"):
+        data = load_idx_dataset(dataset, data_dir, allow_download)
+    elif dataset == "digits":
+        data = load_digits()
+    else:
+        path = Path(dataset)
+        if not path.exists():
+            raise AAEError(f"unknown dataset {dataset!r}: expected one of {', '.join(BUILTIN)}, "
+                           "or a path to a .npy/.npz file or an image folder")
+        if path.is_dir():
+            data = load_folder(path)
+        elif path.suffix in (".npy", ".npz"):
+            data = load_array(path)
+        else:
+            raise AAEError(f"dataset {path}: expected a .npy/.npz file or a folder of images")
+    if limit:
+        if limit > len(data.train_x):
+            raise AAEError(f"option data.limit (--limit): {limit} exceeds the {len(data.train_x)} "
+                           f"training images of {data.name}")
+        data.train_x = data.train_x[:limit]
+        data.train_y = None if data.train_y is None else data.train_y[:limit]
+    return data

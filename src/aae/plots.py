@@ -1,0 +1,150 @@
+"""Figures. Each function takes arrays and returns PNG bytes; callers decide where they go.
+
+matplotlib runs on the Agg backend (no display needed). Figures are closed after rendering.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi, bbox_inches="tight")
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def image_grid(images: np.ndarray, nrow: int = 10, pad: int = 2, scale: int = 2) -> np.ndarray:
+    """(N, C, H, W) floats in [0, 1] -> one uint8 image (rows of ``nrow``) with a white border."""
+    images = np.clip(np.asarray(images, dtype=np.float32), 0, 1)
+    n, c, h, w = images.shape
+    ncol = nrow
+    nrows = -(-n // ncol)
+    grid = np.ones((c, nrows * (h + pad) + pad, ncol * (w + pad) + pad), dtype=np.float32)
+    for i in range(n):
+        r, q = divmod(i, ncol)
+        y, x = pad + r * (h + pad), pad + q * (w + pad)
+        grid[:, y:y + h, x:x + w] = images[i]
+    grid = (grid * 255 + 0.5).astype(np.uint8)
+    grid = grid.repeat(scale, axis=1).repeat(scale, axis=2)
+    return grid[0] if c == 1 else grid.transpose(1, 2, 0)
+
+
+def grid_png(images: np.ndarray, nrow: int = 10) -> bytes:
+    """A sample grid as PNG bytes, pixel-exact (no resampling by a plotting library)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image_grid(images, nrow)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def progress_png(grids: list[tuple[int, np.ndarray]], title: str = "") -> bytes:
+    """Sample grids side by side, each titled with its epoch (the seed's 0 / 100 / 500 table)."""
+    plt = _plt()
+    k = len(grids)
+    fig, axes = plt.subplots(1, k, figsize=(3.2 * k, 3.6), dpi=110, squeeze=False)
+    for ax, (epoch, g) in zip(axes[0], grids):
+        ax.imshow(g, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.set_title(f"epoch {epoch}", fontsize=12)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def scatter_png(points: np.ndarray, labels: np.ndarray | None, title: str,
+                class_names: list[str] | None = None, background: np.ndarray | None = None,
+                xlabel: str = "", ylabel: str = "") -> bytes:
+    """2-D points coloured by class with a legend (t-SNE, 2-D codes); optional grey background."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.2, 6.4), dpi=110)
+    if background is not None:
+        ax.scatter(background[:, 0], background[:, 1], s=2, c="0.8", alpha=0.5, linewidths=0,
+                   label="prior samples", rasterized=True)
+    if labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=2, c="tab:blue", alpha=0.6, linewidths=0,
+                   rasterized=True)
+    else:
+        classes = np.unique(labels)
+        cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+        for i, c in enumerate(classes):
+            m = labels == c
+            name = class_names[c] if class_names and c < len(class_names) else str(c)
+            ax.scatter(points[m, 0], points[m, 1], s=2, color=cmap(i % cmap.N), alpha=0.7,
+                       linewidths=0, label=name, rasterized=True)
+        ax.legend(markerscale=6, fontsize=9, loc="center left", bbox_to_anchor=(1.0, 0.5),
+                  frameon=False, title="class")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_aspect("equal", adjustable="datalim")
+    return _png(fig)
+
+
+def latent_png(codes: np.ndarray, fit: dict, pdfs: list, title: str = "") -> bytes:
+    """Per-dimension mean and std against the prior's, and each dimension's histogram with the
+    prior's marginal density drawn over it."""
+    plt = _plt()
+    d = codes.shape[1]
+    shown = min(d, 16)
+    ncol = min(4, shown)
+    nrow = -(-shown // ncol)
+    fig = plt.figure(figsize=(3.0 * max(ncol, 3), 3.2 + 2.3 * nrow), dpi=100)
+    gs = fig.add_gridspec(nrow + 1, ncol, height_ratios=[1.3] + [1] * nrow)
+    ax = fig.add_subplot(gs[0, :])
+    idx = np.arange(d)
+    ax.errorbar(idx - 0.1, fit["mean"], yerr=fit["std"], fmt="o", capsize=4, color="tab:blue",
+                label="codes: mean +- std")
+    ax.errorbar(idx + 0.1, fit["prior_mean"], yerr=fit["prior_std"], fmt="s", capsize=4,
+                color="tab:red", alpha=0.7, label="prior: mean +- std")
+    ax.set_xticks(idx)
+    ax.set_xlabel("latent dimension")
+    ax.set_title(f"q(z) against the prior: MMD^2 = {fit['mmd2']:.4f}")
+    ax.legend(fontsize=9, loc="upper right")
+    ax.axhline(0, color="0.6", lw=0.8)
+    for j in range(shown):
+        a = fig.add_subplot(gs[1 + j // ncol, j % ncol])
+        x = codes[:, j]
+        a.hist(x, bins=60, density=True, color="tab:blue", alpha=0.6, label="codes")
+        if pdfs[j] is not None:
+            lo, hi = np.percentile(x, [0.1, 99.9])
+            pm, ps = fit["prior_mean"][j], fit["prior_std"][j]
+            grid = np.linspace(min(lo, pm - 4 * ps), max(hi, pm + 4 * ps), 300)
+            a.plot(grid, pdfs[j](grid), color="tab:red", lw=1.5, label="prior")
+        ks = fit["ks"][j]
+        a.set_title(f"z[{j}]  mean {fit['mean'][j]:+.2f}  std {fit['std'][j]:.2f}"
+                    + (f"  KS {ks:.3f}" if ks is not None else ""), fontsize=8.5)
+        a.tick_params(labelsize=7)
+        if j == 0:
+            a.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def tsne_embed(x: np.ndarray, seed: int = 0, n_jobs: int = 0) -> np.ndarray:
+    """2-D t-SNE with openTSNE's FFT-accelerated gradients (much faster than scikit-learn's
+    Barnes-Hut on 10 000 points)."""
+    import os
+
+    from openTSNE import TSNE
+
+    jobs = n_jobs or os.cpu_count() or 1
+    return np.asarray(TSNE(n_components=2, perplexity=30, n_iter=500, n_jobs=jobs,
+                           negative_gradient_method="fft", random_state=seed).fit(
+        np.ascontiguousarray(x, dtype=np.float64)))

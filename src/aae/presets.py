@@ -1,0 +1,50 @@
+"""Named configurations: ``aae train --preset NAME``. Each is a set of overrides of the defaults,
+with a one-line description and the expected run time on 2 CPU cores (measured; see README)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import AAEError
+
+
+@dataclass(frozen=True)
+class Preset:
+    description: str
+    time_cpu: str  # expected wall time on 2 CPU cores, measured with the command in README
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+PRESETS: dict[str, Preset] = {
+    "demo": Preset(
+        "a few epochs of the seed's MNIST AAE (d = 8, N(0, I)) that write every artifact",
+        "about 3 min",
+        {"train": {"epochs": 5, "sample_epochs": [0, 1, 2, 5]}},
+    ),
+    "demo-digits": Preset(
+        "the demo on scikit-learn's bundled 8x8 digits (offline fallback of make demo)",
+        "about 1 min",
+        {"data": {"dataset": "digits"},
+         "train": {"epochs": 150, "sample_epochs": [0, 10, 50, 150], "checkpoint_every": 50}},
+    ),
+    "unsupervised": Preset(
+        "the seed's MNIST AAE (d = 8, N(0, I) prior, paper sizes), 20 epochs",
+        "about 9 min",
+        {"train": {"epochs": 20}},
+    ),
+    "seed": Preset(
+        "the seed report's run: 500 epochs, samples at epochs 0 / 100 / 500, t-SNE, latent fit",
+        "about 3.5 h",
+        {"train": {"epochs": 500, "sample_epochs": [0, 1, 10, 100, 500],
+                   "checkpoint_every": 50}},
+    ),
+}
+
+
+def get(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise AAEError(f"option --preset: unknown preset {name!r}; expected one of "
+                       f"{', '.join(PRESETS)} (list them with: aae presets)") from None

@@ -1,0 +1,95 @@
+"""The run directory: its layout, the checks before one is created, and loading a model back.
+
+Layout of ``RUN/``::
+
+    config.toml            the fully resolved config
+    metrics.jsonl          one JSON object per epoch
+    checkpoints/           STEM.safetensors + STEM.json pairs (see aae.checkpoint)
+    samples/epoch_NNNN.png decoder output for one fixed set of 100 prior samples
+    samples/progress.png   those grids side by side
+    tsne.png, latent.png, latent.json
+    tb/                    TensorBoard event files
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ckpt
+from .config import Config, load_toml
+from .errors import AAEError
+from .model import AAE
+from .priors import build_prior
+
+# What aae writes into a run directory; --force removes these and nothing else.
+ARTIFACTS = ("config.toml", "metrics.jsonl", "checkpoints", "samples", "tb", "tsne.png",
+             "latent.png", "latent.json", "latent_scatter.png", "eval.json", "report.html")
+
+
+def is_run(path: Path) -> bool:
+    return (path / "config.toml").is_file() or (path / "checkpoints").is_dir()
+
+
+def prepare_new(out: Path, force: bool) -> None:
+    """Check that ``out`` may receive a new run, then create it. Raises before writing anything."""
+    if out.exists() and not out.is_dir():
+        raise AAEError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and is_run(out):
+        if not force:
+            raise AAEError(f"--out {out}: already holds a run; pass --resume to continue it or "
+                           "--force to replace it")
+        for name in ARTIFACTS:
+            p = out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise AAEError(f"--out {out}: cannot create the folder ({e.strerror or e})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise AAEError(f"--out {out}: the folder is not writable")
+
+
+def load_config(run: Path) -> Config:
+    if not (run / "config.toml").is_file():
+        raise AAEError(f"{run}: not a run directory (no config.toml)")
+    return Config.from_dict(load_toml(run / "config.toml"), str(run / "config.toml")).validate()
+
+
+def build_model(cfg: Config, image_shape: tuple[int, ...]) -> AAE:
+    return AAE(image_shape, cfg.model, build_prior(cfg.prior, cfg.model.code_dim))
+
+
+def load_weights(model: AAE, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Copy ``model.*`` tensors into ``model``; any missing, extra or mis-shaped one is refused."""
+    own = model.state_dict()
+    got = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    missing = sorted(set(own) - set(got))
+    extra = sorted(set(got) - set(own))
+    if missing or extra:
+        what = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
+        raise AAEError(f"{source}: does not match the model built from its config ({what})")
+    for k, v in got.items():
+        if v.shape != own[k].shape:
+            raise AAEError(f"{source}: {k} has shape {tuple(v.shape)}, the config's model needs "
+                           f"{tuple(own[k].shape)}")
+    model.load_state_dict(got)
+
+
+def load_run(run: str | Path, device: str | torch.device = "cpu") -> tuple[Config, AAE, dict]:
+    """Config, model (eval mode, newest verified checkpoint) and checkpoint metadata of a run."""
+    run = Path(run)
+    cfg = load_config(run)
+    tensors, meta = ckpt.latest(run / "checkpoints")
+    shape = tuple(meta.get("image_shape", ()))
+    if len(shape) != 3:
+        raise AAEError(f"{run}: checkpoint lacks a valid image_shape")
+    model = build_model(cfg, shape)
+    load_weights(model, tensors, str(run / "checkpoints" / meta["tensors"]))
+    return cfg, model.to(device).eval(), meta

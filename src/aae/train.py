@@ -1,0 +1,478 @@
+"""Training: the paper's phases, in one loop, over the one model.
+
+Per mini-batch (paper section 2, figure 1):
+
+1. reconstruction: encoder + decoder step on the reconstruction loss;
+2. regularization, for every regularizer: a discriminator step on prior samples (positive) against
+   the codes (negative), then an encoder step that makes the discriminator call the codes prior
+   samples.
+
+The updated encoder is run once after the reconstruction step and its codes feed both adversarial
+updates (detached for the discriminator), which is exactly the paper's algorithm with no repeated
+forward pass. Losses and accuracies are accumulated on the device and read once per log interval,
+so the loop never waits for the host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import artifacts, checkpoint as ckpt, data as data_mod
+from .config import PHASES, Config, OptimConfig, to_toml
+from .errors import AAEError, DivergenceError, Interrupted
+from .fileio import append_line, atomic_write_text
+from .metrics import summarize_fit
+from .model import AAE
+from .runs import build_model, load_config, load_weights, prepare_new
+
+# accumulated per step, on the device: [steps, loss_recon, loss_disc, loss_gen, acc_prior, acc_code]
+LOSSES = ("loss_recon", "loss_disc", "loss_gen")
+N_SCALARS = 6
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise AAEError(f"option train.device (--device): {name!r} asked for, but no CUDA device is "
+                       "available; use --device cpu or auto")
+    return torch.device(name)
+
+
+def build_optimizer(params: list[torch.nn.Parameter], o: OptimConfig) -> torch.optim.Optimizer:
+    if o.name == "adam":
+        return torch.optim.Adam(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay,
+                                foreach=True)
+    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                           foreach=True)
+
+
+def lr_at(o: OptimConfig, epoch: int) -> float:
+    """The learning rate during ``epoch`` (1-based): multiplied by gamma after each milestone."""
+    return o.lr * o.gamma ** sum(epoch > m for m in o.milestones)
+
+
+def build_optimizers(model: AAE, cfg: Config) -> dict[str, torch.optim.Optimizer]:
+    groups = {"recon": model.autoencoder_parameters(), "disc": model.discriminator_parameters(),
+              "gen": model.generator_parameters()}
+    return {ph: build_optimizer(groups[ph], cfg.optim[ph]) for ph in PHASES}
+
+
+def recon_loss(model: AAE, logits: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
+    target = x.flatten(1)
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(logits, target)
+    return F.mse_loss(model.output(logits), target)
+
+
+def train_step(model: AAE, opts: dict[str, torch.optim.Optimizer], x: torch.Tensor,
+               prior_gen: torch.Generator, recon_kind: str = "mse"
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One mini-batch of the paper's algorithm. Returns (scalars (5,), codes) without syncing."""
+    # 1. reconstruction phase
+    logits = model.decode_logits(model.encode(x))
+    rec = recon_loss(model, logits, x, recon_kind)
+    opts["recon"].zero_grad(set_to_none=True)
+    rec.backward()
+    opts["recon"].step()
+
+    # 2. regularization phase: the updated encoder's codes serve both adversarial updates
+    codes = model.encode(x)
+    d_loss = g_loss = acc_p = acc_c = x.new_zeros(())
+    fakes = []
+    for reg in model.regularizers:
+        z = codes[reg.code]
+        p = reg.prior.sample(len(z), generator=prior_gen).to(z.device, non_blocking=True)
+        d_real, d_fake = reg(p), reg(z.detach())
+        # BCE with logits written as softplus: -log sigmoid(t) = softplus(-t)
+        d_loss = d_loss + F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+        acc_p = acc_p + (d_real > 0).float().mean()
+        acc_c = acc_c + (d_fake < 0).float().mean()
+        fakes.append(z)
+    opts["disc"].zero_grad(set_to_none=True)
+    d_loss.backward()
+    opts["disc"].step()
+
+    disc_params = model.discriminator_parameters()
+    for p in disc_params:  # the encoder step needs gradients w.r.t. the codes only
+        p.requires_grad_(False)
+    for reg, z in zip(model.regularizers, fakes):
+        g_loss = g_loss + F.softplus(-reg(z)).mean()
+    opts["gen"].zero_grad(set_to_none=True)
+    g_loss.backward()
+    opts["gen"].step()
+    for p in disc_params:
+        p.requires_grad_(True)
+
+    k = len(model.regularizers)
+    scalars = torch.stack([rec.detach(), d_loss.detach(), g_loss.detach(), acc_p / k, acc_c / k])
+    return scalars, codes[model.regularizers[0].code].detach()
+
+
+@dataclass
+class RunState:
+    """Everything that changes during training and must survive a resume."""
+
+    epoch: int = 0  # completed epochs
+    step_in_epoch: int = 0  # completed steps of the current epoch (non-zero only if interrupted)
+    global_step: int = 0
+    elapsed: float = 0.0  # training seconds so far (excluding plots)
+    epoch_seconds: float = 0.0  # seconds spent in the current, unfinished epoch
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _rng_python_numpy() -> dict[str, Any]:
+    st = np.random.get_state()
+    return {"python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+            "numpy": [st[0], st[1].tolist(), int(st[2]), int(st[3]), float(st[4])]}
+
+
+def _set_rng_python_numpy(d: dict[str, Any]) -> None:
+    v, s, g = d["python"]
+    random.setstate((v, tuple(s), g))
+    n = d["numpy"]
+    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+
+
+class Trainer:
+    """Owns one run: its model, optimizers, generators, data and run directory."""
+
+    def __init__(self, cfg: Config, out: str | Path, data: data_mod.ImageData | None = None,
+                 resume: bool = False, force: bool = False, quiet: bool = False):
+        self.out = Path(out)
+        self.quiet = quiet
+        self.device = select_device(cfg.train.device)
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        if resume:
+            saved = load_config(self.out)
+            _check_resume_config(saved, cfg, self.out)
+            cfg = saved.__class__.from_dict({**saved.to_dict(), "train": {
+                **saved.to_dict()["train"], "epochs": cfg.train.epochs, "device": cfg.train.device,
+                "threads": cfg.train.threads}}).validate()
+            tensors, meta = ckpt.latest(self.out / "checkpoints")
+        self.cfg = cfg
+        # everything that can fail on user input happens before the run directory is touched
+        if data is None:
+            data = data_mod.load(cfg.data.dataset, cfg.data.data_dir or None, cfg.data.limit,
+                                 cfg.data.download)
+        n = len(data.train_x)
+        if cfg.train.batch_size > n:
+            raise AAEError(f"option train.batch_size: {cfg.train.batch_size} is larger than the "
+                           f"{n} training images")
+        if not resume:
+            prepare_new(self.out, force)
+            atomic_write_text(self.out / "config.toml", to_toml(cfg))
+        self.data = data.to(self.device)
+
+        torch.manual_seed(cfg.train.seed)
+        self.model = build_model(cfg, data.image_shape).to(self.device)
+        self.opts = build_optimizers(self.model, cfg)
+        self.data_gen = torch.Generator().manual_seed(cfg.train.seed)
+        self.prior_gen = torch.Generator(device=self.device).manual_seed(cfg.train.seed + 1)
+        noise_gen = torch.Generator().manual_seed(cfg.train.seed + 2)
+        self.sample_noise = self.model.regularizers[0].prior.sample(100, generator=noise_gen)
+        self.epoch_data_state = self.data_gen.get_state()
+        d = cfg.model.code_dim
+        self.acc = torch.zeros(N_SCALARS + 2 * d, device=self.device, dtype=torch.float64)
+        self.state = RunState()
+        if resume:
+            self._restore(tensors, meta)
+        self._stop: int | None = None
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        t = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        for ph, opt in self.opts.items():
+            ot, _ = ckpt.flatten_optimizer(opt, f"optim.{ph}")
+            t.update(ot)
+        t["rng.data"] = self.data_gen.get_state()
+        t["rng.data_epoch"] = self.epoch_data_state
+        t["rng.prior"] = self.prior_gen.get_state()
+        t["rng.torch"] = torch.get_rng_state()
+        t["sample_noise"] = self.sample_noise
+        t["acc"] = self.acc
+        return t
+
+    def save_checkpoint(self) -> Path:
+        s = self.state
+        folder = self.out / "checkpoints"
+        stem = f"epoch_{s.epoch:04d}" + (f"_step_{s.step_in_epoch:06d}" if s.step_in_epoch else "")
+        meta = {
+            "epoch": s.epoch, "step_in_epoch": s.step_in_epoch, "global_step": s.global_step,
+            "elapsed": s.elapsed, "epoch_seconds": s.epoch_seconds, "extra": s.extra,
+            "image_shape": list(self.data.image_shape), "config": self.cfg.to_dict(),
+            "optim": {ph: ckpt.flatten_optimizer(o, f"optim.{ph}")[1]
+                      for ph, o in self.opts.items()},
+            "rng": _rng_python_numpy(), "torch_version": torch.__version__,
+        }
+        path = ckpt.save(folder, stem, self._tensors(), meta)
+        every = self.cfg.train.checkpoint_every
+        keep = {stem} | {p.stem for p in folder.glob("epoch_*.json")
+                         if p.stem.count("_") == 1 and int(p.stem[6:]) % every == 0}
+        ckpt.prune(folder, keep)
+        return path
+
+    def _restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        src = str(self.out / "checkpoints" / meta["tensors"])
+        if list(meta.get("image_shape", [])) != list(self.data.image_shape):
+            raise AAEError(f"{src}: trained on images of shape {meta.get('image_shape')}, but "
+                           f"the data has {list(self.data.image_shape)}")
+        load_weights(self.model, tensors, src)
+        for ph, opt in self.opts.items():
+            ckpt.restore_optimizer(opt, f"optim.{ph}", tensors, meta["optim"][ph])
+        self.data_gen.set_state(tensors["rng.data"])
+        self.epoch_data_state = tensors["rng.data_epoch"]
+        self.prior_gen.set_state(tensors["rng.prior"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.sample_noise = tensors["sample_noise"]
+        self.acc = tensors["acc"].to(self.device)
+        _set_rng_python_numpy(meta["rng"])
+        self.state = RunState(meta["epoch"], meta["step_in_epoch"], meta["global_step"],
+                              meta["elapsed"], meta["epoch_seconds"], meta.get("extra", {}))
+        _truncate_metrics(self.out / "metrics.jsonl", self.state.epoch)
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def _log(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
+        self._stop = signum
+
+    def fit(self) -> dict[str, Any]:
+        """Train to ``cfg.train.epochs``; returns the last epoch's metrics line."""
+        cfg, s = self.cfg, self.state
+        handlers = {}
+        if threading_main():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handlers[sig] = signal.signal(sig, self._on_signal)
+        tb = _tensorboard(self.out / "tb", s.global_step)
+        last: dict[str, Any] = {}
+        try:
+            if s.epoch == 0 and s.step_in_epoch == 0 and not (self.out / "samples").is_dir():
+                artifacts.write_samples(self.out, self.model, self.sample_noise, 0)
+                self.save_checkpoint()
+            while s.epoch < cfg.train.epochs:
+                last = self._epoch(tb)
+        finally:
+            for sig, h in handlers.items():
+                signal.signal(sig, h)
+            if tb is not None:
+                tb.close()
+        if not last and s.epoch:  # nothing left to train: report the latest logged epoch
+            last = _last_metrics(self.out / "metrics.jsonl")
+        self._finish()
+        return last
+
+    def _epoch(self, tb) -> dict[str, Any]:
+        cfg, s, model = self.cfg, self.state, self.model
+        epoch = s.epoch + 1
+        for ph, opt in self.opts.items():
+            for g in opt.param_groups:
+                g["lr"] = lr_at(cfg.optim[ph], epoch)
+        x_all = self.data.train_x
+        n, b = len(x_all), cfg.train.batch_size
+        steps = n // b  # drop the last partial batch: every step sees a full batch
+        if s.step_in_epoch == 0:
+            self.epoch_data_state = self.data_gen.get_state()
+            self.acc.zero_()
+            s.epoch_seconds = 0.0
+        else:  # resuming mid-epoch: replay the same permutation
+            self.data_gen.set_state(self.epoch_data_state)
+        perm = torch.randperm(n, generator=self.data_gen).to(self.device)
+        bad = torch.full((3,), -1, dtype=torch.long, device=self.device)  # first non-finite step
+        d = cfg.model.code_dim
+        bar = _progress(steps, epoch, cfg.train.epochs, s.step_in_epoch, self.quiet)
+        model.train()
+        t0 = time.perf_counter()
+        sync_every = 50
+        first = s.step_in_epoch
+        for i in range(first, steps):
+            x = x_all[perm[i * b:(i + 1) * b]]
+            scalars, z = train_step(model, self.opts, x, self.prior_gen, cfg.train.recon_loss)
+            fin = torch.isfinite(scalars[:3])
+            bad = torch.where((bad < 0) & ~fin, torch.full_like(bad, s.global_step + 1), bad)
+            self.acc[0] += 1
+            self.acc[1:N_SCALARS] += scalars
+            self.acc[N_SCALARS:N_SCALARS + d] += z.sum(0)
+            self.acc[N_SCALARS + d:] += z.pow(2).sum(0)
+            s.global_step += 1
+            s.step_in_epoch = i + 1
+            if bar is not None and ((i + 1) % sync_every == 0 or i + 1 == steps):
+                m = (self.acc[1:N_SCALARS] / self.acc[0]).tolist()
+                bar.set_postfix(rec=f"{m[0]:.4f}", d=f"{m[1]:.3f}", g=f"{m[2]:.3f}",
+                                acc=f"{(m[3] + m[4]) / 2:.2f}", refresh=False)
+                bar.update((i + 1) - bar.n)
+            if (i + 1) % sync_every == 0 and int(bad.max()) >= 0:
+                break
+            if self._stop is not None:
+                break
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        if bar is not None:
+            bar.close()
+        s.epoch_seconds += dt
+        s.elapsed += dt
+        self._check_divergence(bad, epoch)
+        if self._stop is not None and s.step_in_epoch < steps:
+            self.save_checkpoint()
+            signame = signal.Signals(self._stop).name
+            raise Interrupted(
+                f"{signame}: saved epoch {epoch} at step {s.step_in_epoch}/{steps} to "
+                f"{self.out / 'checkpoints'}; continue with: aae train --resume {self.out}",
+                self._stop)
+        s.epoch, s.step_in_epoch = epoch, 0
+        line = self._metrics_line(epoch, steps * b)
+        append_line(self.out / "metrics.jsonl", json.dumps(line))
+        if tb is not None:
+            for k in (*LOSSES, "disc_acc_prior", "disc_acc_code", "images_per_s"):
+                tb.add_scalar(k, line[k], epoch)
+        self._warn_balance()
+        if epoch in cfg.train.sample_epochs or epoch == cfg.train.epochs:
+            path = artifacts.write_samples(self.out, model, self.sample_noise, epoch)
+            if tb is not None:
+                from PIL import Image
+
+                with Image.open(path) as im:
+                    tb.add_image("samples", np.asarray(im.convert("L")), epoch, dataformats="HW")
+        self.save_checkpoint()
+        self._log(f"epoch {epoch}/{cfg.train.epochs}  rec {line['loss_recon']:.4f}  "
+                  f"disc {line['loss_disc']:.3f}  gen {line['loss_gen']:.3f}  "
+                  f"D acc {line['disc_acc']:.2f}  {line['images_per_s']:.0f} img/s")
+        if self._stop is not None:
+            signame = signal.Signals(self._stop).name
+            raise Interrupted(f"{signame}: saved epoch {epoch} to {self.out / 'checkpoints'}; "
+                              f"continue with: aae train --resume {self.out}", self._stop)
+        return line
+
+    def _check_divergence(self, bad: torch.Tensor, epoch: int) -> None:
+        b = bad.tolist()
+        for phase, step in zip(("reconstruction", "discriminator", "encoder (generator)"), b):
+            if step >= 0:
+                raise DivergenceError(
+                    f"the {phase} loss became NaN or infinite at epoch {epoch}, step {step}; "
+                    f"the last good checkpoint in {self.out / 'checkpoints'} is kept; lower the "
+                    "learning rates and resume or start again")
+
+    def _metrics_line(self, epoch: int, images: int) -> dict[str, Any]:
+        d = self.cfg.model.code_dim
+        a = self.acc.double().cpu()
+        steps = max(a[0].item(), 1.0)
+        m = (a[1:N_SCALARS] / steps).tolist()
+        count = steps * self.cfg.train.batch_size
+        mean = a[N_SCALARS:N_SCALARS + d] / count
+        var = (a[N_SCALARS + d:] / count - mean.pow(2)).clamp_min(0) * count / max(count - 1, 1)
+        s = self.state
+        return {
+            "epoch": epoch, "step": s.global_step,
+            "loss_recon": m[0], "loss_disc": m[1], "loss_gen": m[2],
+            "disc_acc_prior": m[3], "disc_acc_code": m[4], "disc_acc": (m[3] + m[4]) / 2,
+            "seconds": s.epoch_seconds, "images_per_s": images / max(s.epoch_seconds, 1e-9),
+            "elapsed": s.elapsed, "code_mean": mean.tolist(), "code_std": var.sqrt().tolist(),
+            "lr": {ph: opt.param_groups[0]["lr"] for ph, opt in self.opts.items()},
+        }
+
+    def _warn_balance(self) -> None:
+        """Users' most common failure: one side of the game wins for good. Say so, once."""
+        lines = _read_metrics(self.out / "metrics.jsonl")[-3:]
+        if len(lines) < 3 or self.state.extra.get("warned"):
+            return
+        accs = [ln["disc_acc"] for ln in lines]
+        if min(accs) > 0.97:
+            self._log("warning: the discriminator has been winning (accuracy > 0.97) for 3 "
+                      "epochs: the codes do not match the prior; lower optim.disc.lr")
+            self.state.extra["warned"] = True
+
+    def _finish(self) -> None:
+        fit = artifacts.write_latent(self.out, self.model, self.data, self.cfg.train.seed,
+                                     self.cfg.train.tsne_points)
+        self._log(f"test codes vs prior: {summarize_fit(fit)}")
+        self._log(f"run written to {self.out}")
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _check_resume_config(saved: Config, given: Config, run: Path) -> None:
+    """On --resume only the length of training (and where it runs) may change."""
+    a, b = saved.to_dict(), given.to_dict()
+    for section, keys in a.items():
+        for k, v in keys.items():
+            if section == "train" and k in ("epochs", "device", "threads"):
+                continue
+            if b[section][k] != v:
+                raise AAEError(f"--resume {run}: option {section}.{k} is {v!r} in the saved run "
+                               f"but {b[section][k]!r} was given; drop it or start a new run")
+
+
+def _tensorboard(folder: Path, purge_step: int):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency, but the loop must not need it
+        return None
+    return SummaryWriter(str(folder), purge_step=purge_step or None)
+
+
+def _progress(steps: int, epoch: int, epochs: int, start: int, quiet: bool):
+    if quiet:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=steps, initial=start, desc=f"epoch {epoch}/{epochs}", unit="step",
+                leave=False, mininterval=0.5, dynamic_ncols=True, file=sys.stderr)
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line cut by a crash ends the usable log
+    return out
+
+
+def _last_metrics(path: Path) -> dict[str, Any]:
+    lines = _read_metrics(path)
+    return lines[-1] if lines else {}
+
+
+def _truncate_metrics(path: Path, epoch: int) -> None:
+    """On resume, drop lines of epochs after the checkpoint (they will be trained again)."""
+    lines = [ln for ln in _read_metrics(path) if ln.get("epoch", 0) <= epoch]
+    atomic_write_text(path, "".join(json.dumps(ln) + "\n" for ln in lines))
+
+
+def hardware() -> dict[str, Any]:
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "machine": platform.machine(), "cpus": os.cpu_count(),
+            "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def train(cfg: Config, out: str | Path, **kw) -> dict[str, Any]:
+    """Train a run from a resolved config; the five-line Python API."""
+    return Trainer(cfg, out, **kw).fit()
+
+
+__all__ = ["Trainer", "train", "train_step", "DivergenceError", "Interrupted"]
