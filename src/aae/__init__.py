@@ -9,7 +9,7 @@
 from .config import Config, resolve
 from .errors import AAEError
 from .runs import load_run
-from .train import Trainer, train
+from .training import Trainer, train
 
 __all__ = ["AAEError", "Config", "Trainer", "load_run", "resolve", "train"]
 __version__ = "0.1.0"

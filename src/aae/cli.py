@@ -78,7 +78,7 @@ def _overrides(a: argparse.Namespace) -> dict:
 def cmd_train(a: argparse.Namespace) -> int:
     from . import presets
     from .config import resolve
-    from .train import Trainer
+    from .training import Trainer
 
     if a.resume:
         from .runs import load_config
@@ -105,7 +105,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
     from . import data as data_mod
     from . import presets
     from .config import resolve
-    from .train import Trainer
+    from .training import Trainer
 
     try:
         data = data_mod.load("mnist")

@@ -4,7 +4,7 @@
 * a decoder fed the concatenation of named codes (``decoder_inputs``),
 * a list of adversarial regularizers, each = (the code it watches, a prior, a discriminator).
 
-The training step in :mod:`aae.train` runs the paper's phases over this structure, so a new variant
+The training step in :mod:`aae.training` runs the paper's phases over this structure, so a new variant
 adds heads or regularizers here, not a new loop.
 """
 

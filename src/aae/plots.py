@@ -55,7 +55,9 @@ def progress_png(grids: list[tuple[int, np.ndarray]], title: str = "") -> bytes:
     """Sample grids side by side, each titled with its epoch (the seed's 0 / 100 / 500 table)."""
     plt = _plt()
     k = len(grids)
-    fig, axes = plt.subplots(1, k, figsize=(3.2 * k, 3.6), dpi=110, squeeze=False)
+    # one panel per grid at (close to) its own pixel size, so digits are not resampled away
+    side = min(max(g.shape[0] for _, g in grids) / 150, 4.0)
+    fig, axes = plt.subplots(1, k, figsize=(side * k, side + 0.6), dpi=150, squeeze=False)
     for ax, (epoch, g) in zip(axes[0], grids):
         ax.imshow(g, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         ax.set_title(f"epoch {epoch}", fontsize=12)
@@ -71,12 +73,13 @@ def scatter_png(points: np.ndarray, labels: np.ndarray | None, title: str,
                 xlabel: str = "", ylabel: str = "") -> bytes:
     """2-D points coloured by class with a legend (t-SNE, 2-D codes); optional grey background."""
     plt = _plt()
+    size = float(np.clip(3000 / max(len(points), 1), 2, 16))  # visible dots for small sets
     fig, ax = plt.subplots(figsize=(7.2, 6.4), dpi=110)
     if background is not None:
         ax.scatter(background[:, 0], background[:, 1], s=2, c="0.8", alpha=0.5, linewidths=0,
                    label="prior samples", rasterized=True)
     if labels is None:
-        ax.scatter(points[:, 0], points[:, 1], s=2, c="tab:blue", alpha=0.6, linewidths=0,
+        ax.scatter(points[:, 0], points[:, 1], s=size, c="tab:blue", alpha=0.6, linewidths=0,
                    rasterized=True)
     else:
         classes = np.unique(labels)
@@ -84,9 +87,9 @@ def scatter_png(points: np.ndarray, labels: np.ndarray | None, title: str,
         for i, c in enumerate(classes):
             m = labels == c
             name = class_names[c] if class_names and c < len(class_names) else str(c)
-            ax.scatter(points[m, 0], points[m, 1], s=2, color=cmap(i % cmap.N), alpha=0.7,
+            ax.scatter(points[m, 0], points[m, 1], s=size, color=cmap(i % cmap.N), alpha=0.7,
                        linewidths=0, label=name, rasterized=True)
-        ax.legend(markerscale=6, fontsize=9, loc="center left", bbox_to_anchor=(1.0, 0.5),
+        ax.legend(markerscale=max(1.0, 12 / size), fontsize=9, loc="center left", bbox_to_anchor=(1.0, 0.5),
                   frameon=False, title="class")
     ax.set_title(title)
     ax.set_xlabel(xlabel)

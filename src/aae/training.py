@@ -30,7 +30,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import artifacts, checkpoint as ckpt, data as data_mod
+from . import artifacts
+from . import checkpoint as ckpt
+from . import data as data_mod
 from .config import PHASES, Config, OptimConfig, to_toml
 from .errors import AAEError, DivergenceError, Interrupted
 from .fileio import append_line, atomic_write_text
@@ -173,14 +175,13 @@ class Trainer:
         if cfg.train.batch_size > n:
             raise AAEError(f"option train.batch_size: {cfg.train.batch_size} is larger than the "
                            f"{n} training images")
-        if not resume:
-            prepare_new(self.out, force)
-            atomic_write_text(self.out / "config.toml", to_toml(cfg))
         self.data = data.to(self.device)
-
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg, data.image_shape).to(self.device)
         self.opts = build_optimizers(self.model, cfg)
+        if not resume:  # only now, with every input checked, is the run directory touched
+            prepare_new(self.out, force)
+            atomic_write_text(self.out / "config.toml", to_toml(cfg))
         self.data_gen = torch.Generator().manual_seed(cfg.train.seed)
         self.prior_gen = torch.Generator(device=self.device).manual_seed(cfg.train.seed + 1)
         noise_gen = torch.Generator().manual_seed(cfg.train.seed + 2)

@@ -1,0 +1,90 @@
+"""Shared fixtures: tiny synthetic data and configs, and the real data when ../shared is beside us."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from aae.config import Config
+from aae.data import ImageData
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("AAE_DATA_DIR") or ROOT.parent / "shared" / "data")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path_factory):
+    """No test reads the user's cache or waits on the network."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("AAE_OFFLINE", "1")
+    monkeypatch.delenv("AAE_MIRRORS", raising=False)
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def make_images(n: int, side: int = 8, seed: int = 0, classes: int = 3):
+    """Labelled toy images: class k is a bright bar at row band k, plus noise, in [0, 1]."""
+    g = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    x = g.uniform(0, 0.2, size=(n, 1, side, side)).astype(np.float32)
+    band = side // classes
+    for k in range(classes):
+        x[y == k, :, k * band:(k + 1) * band, :] += 0.7
+    return np.clip(x, 0, 1), y
+
+
+@pytest.fixture
+def tiny_data() -> ImageData:
+    x, y = make_images(240)
+    xt, yt = make_images(60, seed=1)
+    return ImageData("toy", torch.from_numpy(x), torch.from_numpy(y).long(),
+                     torch.from_numpy(xt), torch.from_numpy(yt).long())
+
+
+def tiny_config(**train) -> Config:
+    d = {
+        "data": {"dataset": "digits"},
+        "model": {"code_dim": 2, "encoder_hidden": [32], "decoder_hidden": [32],
+                  "disc_hidden": [16]},
+        "train": {"epochs": 2, "batch_size": 16, "seed": 0, "device": "cpu", "tsne_points": 0,
+                  "sample_epochs": [0, 1], **train},
+    }
+    return Config.from_dict(d).validate()
+
+
+@pytest.fixture
+def tiny_cfg() -> Config:
+    return tiny_config()
+
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    arr = np.asarray(arr, dtype=np.uint8)
+    return bytes([0, 0, 8, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+
+
+def write_idx_set(folder: Path, n_train: int = 20, n_test: int = 10, gz: bool = True) -> Path:
+    """A valid MNIST-shaped IDX set (28x28, labels 0..9) in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    g = np.random.default_rng(0)
+    parts = {
+        "train-images-idx3-ubyte": g.integers(0, 256, (n_train, 28, 28)),
+        "train-labels-idx1-ubyte": np.arange(n_train) % 10,
+        "t10k-images-idx3-ubyte": g.integers(0, 256, (n_test, 28, 28)),
+        "t10k-labels-idx1-ubyte": np.arange(n_test) % 10,
+    }
+    for stem, arr in parts.items():
+        blob = idx_bytes(arr)
+        if gz:
+            (folder / f"{stem}.gz").write_bytes(gzip.compress(blob, mtime=0))
+        else:
+            (folder / stem).write_bytes(blob)
+    return folder
+
+
+def has_real_mnist() -> bool:
+    return (SHARED_DATA / "mnist" / "train-images-idx3-ubyte.gz").is_file()

@@ -1,0 +1,117 @@
+"""The command line: real subprocesses, exit codes, one-line errors, nothing half-written."""
+
+import gzip
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import write_idx_set
+
+SMALL = ["--set", "model.encoder_hidden=[32]", "--set", "model.decoder_hidden=[32]",
+         "--set", "model.disc_hidden=[16]", "--set", "model.code_dim=2",
+         "--set", "train.tsne_points=50", "--batch-size", "32", "--device", "cpu"]
+
+
+def aae(*args, env=None, cwd=None):
+    e = {**os.environ, "AAE_OFFLINE": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "aae", *map(str, args)], capture_output=True,
+                          text=True, env=e, cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(r, *needles):
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("aae"), r.stderr
+    assert "Traceback" not in r.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_truncated_idx(tmp_path):
+    folder = write_idx_set(tmp_path / "data" / "mnist")
+    p = folder / "train-images-idx3-ubyte.gz"
+    p.write_bytes(gzip.compress(gzip.decompress(p.read_bytes())[:-100]))
+    r = aae("train", "--data-dir", tmp_path / "data", "--out", tmp_path / "run", "--epochs", 1)
+    assert_one_line_error(r, str(p), "truncated")
+    assert not (tmp_path / "run").exists()
+
+
+def test_no_data_and_no_network(tmp_path):
+    r = aae("train", "--data-dir", tmp_path / "empty", "--out", tmp_path / "run",
+            env={"AAE_DATA_DIR": str(tmp_path / "empty2"), "XDG_CACHE_HOME": str(tmp_path / "c")})
+    assert_one_line_error(r, "not found in", str(tmp_path / "empty"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_negative_epochs(tmp_path):
+    r = aae("train", "--dataset", "digits", "--epochs", -1, "--out", tmp_path / "run")
+    assert_one_line_error(r, "train.epochs", "-1")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--preset", "nope"], "demo"),
+    (["--dataset", "cifar-1000"], "mnist, fashion-mnist, digits"),
+    (["--set", "prior.name=banana"], "gaussian"),
+    (["--batch-size", "0"], "train.batch_size"),
+    (["--batch-size", "5000"], "larger than"),
+    (["--set", "optim.recon.lr=-1"], "optim.recon.lr"),
+    (["--limit", "999999"], "--limit"),
+    (["--epochs", "many"], "invalid int value"),
+])
+def test_bad_options(tmp_path, args, needle):
+    r = aae("train", "--dataset", "digits", "--out", tmp_path / "run", *args)
+    assert_one_line_error(r, needle)
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_sample_encode_plot(tmp_path):
+    run = tmp_path / "run"
+    r = aae("train", "--dataset", "digits", "--epochs", 2, "--out", run, "--quiet", *SMALL)
+    assert r.returncode == 0, r.stderr
+    for f in ("config.toml", "metrics.jsonl", "samples/epoch_0000.png", "samples/epoch_0001.png",
+              "samples/epoch_0002.png", "samples/progress.png", "tsne.png", "latent.png",
+              "latent.json"):
+        assert (run / f).is_file(), f
+    assert any((run / "tb").iterdir()) and any((run / "checkpoints").glob("*.safetensors"))
+
+    # a second train into the same folder is refused, and the run is untouched
+    before = (run / "metrics.jsonl").read_bytes()
+    r = aae("train", "--dataset", "digits", "--epochs", 1, "--out", run, *SMALL)
+    assert_one_line_error(r, "already holds a run", "--resume", "--force")
+    assert (run / "metrics.jsonl").read_bytes() == before
+
+    r = aae("sample", run, "--n", 16, "--out", tmp_path / "s.png")
+    assert r.returncode == 0, r.stderr
+    from PIL import Image
+
+    with Image.open(tmp_path / "s.png") as im:
+        assert im.size == (2 * (10 * 10 + 2), 2 * (2 * 10 + 2))  # 16 digits of 8x8: 10 + 6
+
+    r = aae("encode", run, "--split", "test", "--out", tmp_path / "codes.npz")
+    assert r.returncode == 0, r.stderr
+    with np.load(tmp_path / "codes.npz") as z:
+        assert z["z"].shape[1] == 2 and z["labels"].shape == (z["z"].shape[0],)
+
+    (run / "latent.json").unlink()
+    r = aae("plot", run)
+    assert r.returncode == 0 and (run / "latent.json").is_file(), r.stderr
+
+    # resuming with more epochs continues the same run
+    r = aae("train", "--resume", run, "--epochs", 3, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_presets_and_module_entry():
+    r = aae("presets")
+    assert r.returncode == 0 and "demo" in r.stdout and "seed" in r.stdout
+
+
+def test_sample_of_a_non_run(tmp_path):
+    r = aae("sample", tmp_path, "--out", tmp_path / "x.png")
+    assert_one_line_error(r, "not a run directory")
+    assert not (tmp_path / "x.png").exists()
