@@ -123,3 +123,5 @@ def prune(folder: Path, keep: set[str]) -> None:
     for p in folder.glob("*.safetensors"):
         if p.stem not in keep and not (folder / f"{p.stem}.json").exists():
             p.unlink(missing_ok=True)
+    for p in folder.glob(".*.tmp"):  # left by a write that was killed half-way
+        p.unlink(missing_ok=True)

@@ -150,11 +150,14 @@ def cmd_sample(a: argparse.Namespace) -> int:
     return 0
 
 
-def _run_data(run: str, cfg, data_dir: str | None):
+def _run_data(model, cfg, data_dir: str | None):
     from . import data as data_mod
+    from .runs import check_images
 
-    return data_mod.load(cfg.data.dataset, data_dir or cfg.data.data_dir or None, cfg.data.limit,
+    data = data_mod.load(cfg.data.dataset, data_dir or cfg.data.data_dir or None, cfg.data.limit,
                          cfg.data.download)
+    check_images(model.image_shape, data.image_shape, f"dataset {cfg.data.dataset}")
+    return data
 
 
 def cmd_encode(a: argparse.Namespace) -> int:
@@ -166,7 +169,7 @@ def cmd_encode(a: argparse.Namespace) -> int:
     if not a.out.endswith(".npz"):
         raise AAEError(f"option --out {a.out}: expected a .npz file name")
     cfg, model, _ = load_run(a.run)
-    data = _run_data(a.run, cfg, a.data_dir)
+    data = _run_data(model, cfg, a.data_dir)
     x = data.train_x if a.split == "train" else data.test_x
     y = data.train_y if a.split == "train" else data.test_y
     codes = model.encode_all(x)
@@ -186,7 +189,7 @@ def cmd_plot(a: argparse.Namespace) -> int:
     from .runs import load_run
 
     cfg, model, _ = load_run(a.run)
-    data = _run_data(a.run, cfg, a.data_dir)
+    data = _run_data(model, cfg, a.data_dir)
     fit = artifacts.write_latent(Path(a.run), model, data, cfg.train.seed, cfg.train.tsne_points)
     print(f"test codes vs prior: {summarize_fit(fit)}")
     return 0

@@ -82,6 +82,14 @@ def load_weights(model: AAE, tensors: dict[str, torch.Tensor], source: str) -> N
     model.load_state_dict(got)
 
 
+def check_images(expected: tuple[int, ...], got: tuple[int, ...], source: str) -> None:
+    """Refuse data whose image size differs from what the run's model was built for."""
+    if tuple(got) != tuple(expected):
+        fmt = lambda s: "x".join(map(str, s))  # noqa: E731
+        raise AAEError(f"{source}: images are {fmt(got)} (C x H x W) but the run's model takes "
+                       f"{fmt(expected)}")
+
+
 def load_run(run: str | Path, device: str | torch.device = "cpu") -> tuple[Config, AAE, dict]:
     """Config, model (eval mode, newest verified checkpoint) and checkpoint metadata of a run."""
     run = Path(run)

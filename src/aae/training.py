@@ -38,7 +38,7 @@ from .errors import AAEError, DivergenceError, Interrupted
 from .fileio import append_line, atomic_write_text
 from .metrics import summarize_fit
 from .model import AAE
-from .runs import build_model, load_config, load_weights, prepare_new
+from .runs import build_model, check_images, load_config, load_weights, prepare_new
 
 # accumulated per step, on the device: [steps, loss_recon, loss_disc, loss_gen, acc_prior, acc_code]
 LOSSES = ("loss_recon", "loss_disc", "loss_gen")
@@ -229,9 +229,8 @@ class Trainer:
 
     def _restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         src = str(self.out / "checkpoints" / meta["tensors"])
-        if list(meta.get("image_shape", [])) != list(self.data.image_shape):
-            raise AAEError(f"{src}: trained on images of shape {meta.get('image_shape')}, but "
-                           f"the data has {list(self.data.image_shape)}")
+        check_images(tuple(meta.get("image_shape", ())), self.data.image_shape,
+                     f"dataset {self.cfg.data.dataset}")
         load_weights(self.model, tensors, src)
         for ph, opt in self.opts.items():
             ckpt.restore_optimizer(opt, f"optim.{ph}", tensors, meta["optim"][ph])
