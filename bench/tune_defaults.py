@@ -21,12 +21,13 @@ from aae.config import resolve
 from aae.training import Trainer, recon_loss
 
 RECIPES = {
-    # the default: Adam, adversarial phases 10x slower than reconstruction
-    "default (adam 1e-3 / 1e-4 / 1e-4)": [],
-    "adam 1e-3 everywhere": ["optim.disc.lr=1e-3", "optim.gen.lr=1e-3"],
-    "adam 2e-4 everywhere": ["optim.recon.lr=2e-4", "optim.disc.lr=2e-4", "optim.gen.lr=2e-4"],
+    # learning rates of the three phases (reconstruction / discriminator / encoder as generator)
+    "adam 1e-3 / 1e-4 / 1e-3": ["optim.disc.lr=1e-4", "optim.gen.lr=1e-3"],
+    "adam 1e-3 / 1e-3 / 1e-3": ["optim.disc.lr=1e-3", "optim.gen.lr=1e-3"],
+    "adam 1e-3 / 1e-4 / 5e-4": ["optim.disc.lr=1e-4", "optim.gen.lr=5e-4"],
+    "adam 1e-3 / 1e-4 / 1e-4": ["optim.disc.lr=1e-4", "optim.gen.lr=1e-4"],
     # the SGD recipe often cited for the paper (appendix A, unverified): momentum 0.9 / 0.1
-    "sgd paper (0.01 / 0.1 / 0.1, mom 0.9 / 0.1 / 0.1)": [
+    "sgd 0.01 / 0.1 / 0.1, momentum 0.9 / 0.1 / 0.1": [
         "optim.recon.name=sgd", "optim.recon.lr=0.01", "optim.recon.momentum=0.9",
         "optim.disc.name=sgd", "optim.disc.lr=0.1", "optim.disc.momentum=0.1",
         "optim.gen.name=sgd", "optim.gen.lr=0.1", "optim.gen.momentum=0.1"],
@@ -36,8 +37,8 @@ RECIPES = {
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="runs/tune")
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--limit", type=int, default=20000)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--limit", type=int, default=30000)
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -47,7 +48,7 @@ def main() -> None:
     for i, (name, sets) in enumerate(RECIPES.items()):
         if name in done:
             continue
-        cfg = resolve(None, None, sets + ["train.tsne_points=0"],
+        cfg = resolve(None, None, ["optim.recon.lr=1e-3", *sets, "train.tsne_points=0"],
                       {"train": {"epochs": a.epochs, "sample_epochs": [a.epochs]},
                        "data": {"limit": a.limit}})
         t0 = time.time()

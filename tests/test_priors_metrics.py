@@ -48,3 +48,15 @@ def test_latent_fit_reports_mismatch():
     assert max(good["ks"]) < 0.03 and min(bad["ks"]) > 0.2
     assert good["mmd2"] < 0.005 < bad["mmd2"]
     assert all(abs(m) < 0.05 for m in good["mean"]) and all(abs(m - 1) < 0.1 for m in bad["mean"])
+
+
+def test_mmd_permutation_test():
+    from aae.metrics import mmd2_test
+
+    p = Gaussian(2)
+    g = torch.Generator().manual_seed(3)
+    same = mmd2_test(p.sample(300, generator=g), p.sample(300, generator=g), permutations=100)
+    shifted = mmd2_test(p.sample(300, generator=g) + 0.5, p.sample(300, generator=g),
+                        permutations=100)
+    assert abs(same["mmd2"]) < 0.01 and same["p_value"] > 0.05
+    assert shifted["mmd2"] > 0.02 and shifted["p_value"] < 0.02

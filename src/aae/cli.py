@@ -57,6 +57,14 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", metavar="DIR")
     e.add_argument("--out", required=True, metavar="FILE.npz")
 
+    ev = sub.add_parser("evaluate", help="compute metrics of a run into RUN/eval.json")
+    ev.add_argument("run", metavar="RUN_DIR")
+    ev.add_argument("--parzen", action="store_true", help="Parzen-window test log-likelihood")
+    ev.add_argument("--prior-fit", action="store_true", help="MMD^2 test and KS of test codes")
+    ev.add_argument("--quality", action="store_true", help="Frechet distance, classifier scores")
+    ev.add_argument("--all", action="store_true", help="every metric above")
+    ev.add_argument("--data-dir", metavar="DIR")
+
     pl = sub.add_parser("plot", help="redraw tsne.png, latent.png and latent.json from a run")
     pl.add_argument("run", metavar="RUN_DIR")
     pl.add_argument("--data-dir", metavar="DIR")
@@ -154,8 +162,7 @@ def _run_data(model, cfg, data_dir: str | None):
     from . import data as data_mod
     from .runs import check_images
 
-    data = data_mod.load(cfg.data.dataset, data_dir or cfg.data.data_dir or None, cfg.data.limit,
-                         cfg.data.download)
+    data = data_mod.from_config(cfg.data, data_dir)
     check_images(model.image_shape, data.image_shape, f"dataset {cfg.data.dataset}")
     return data
 
@@ -195,8 +202,19 @@ def cmd_plot(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from .evaluate import METRICS, evaluate, summary
+
+    chosen = list(METRICS) if a.all else [m for m in METRICS if getattr(a, m)]
+    if not chosen:
+        raise AAEError("aae evaluate: choose metrics: --parzen, --prior-fit, --quality or --all")
+    result = evaluate(a.run, chosen, a.data_dir, command=" ".join(["aae", *sys.argv[1:]]))
+    print(summary({k: result[k] for k in chosen}))
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "demo": cmd_demo, "presets": cmd_presets, "sample": cmd_sample,
-            "encode": cmd_encode, "plot": cmd_plot}
+            "encode": cmd_encode, "evaluate": cmd_evaluate, "plot": cmd_plot}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,7 @@ class DataConfig:
     dataset: str = "mnist"  # mnist | fashion-mnist | digits | a path to .npy/.npz or an image folder
     data_dir: str = ""  # "" = the look-up order of aae.data (AAE_DATA_DIR, cache, /usr/share/datasets)
     limit: int = 0  # train on the first N training images; 0 = all
+    validation: int = 0  # hold the last N training images out as a validation split
     download: bool = True  # fetch missing IDX files from the official mirrors (MD5-verified)
 
 
@@ -204,6 +205,7 @@ def _validate(cfg: Config) -> None:
     need(dev in ("auto", "cpu", "cuda") or dev.startswith("cuda:"), "train.device (--device)",
          "one of auto, cpu, cuda, cuda:N", dev)
     need(cfg.data.limit >= 0, "data.limit (--limit)", "an integer >= 0", cfg.data.limit)
+    need(cfg.data.validation >= 0, "data.validation", "an integer >= 0", cfg.data.validation)
     need(m.code_dim > 0, "model.code_dim", "an integer > 0", m.code_dim)
     for name in ("encoder_hidden", "decoder_hidden", "disc_hidden"):
         sizes = getattr(m, name)

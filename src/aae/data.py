@@ -85,6 +85,8 @@ class ImageData:
     test_y: torch.Tensor | None
     class_names: list[str] | None = None
     source: str = ""
+    val_x: torch.Tensor | None = None  # held out of training (data.validation), for model selection
+    val_y: torch.Tensor | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -98,7 +100,8 @@ class ImageData:
     def to(self, device: torch.device | str) -> ImageData:
         mv = lambda t: None if t is None else t.to(device)  # noqa: E731
         return ImageData(self.name, mv(self.train_x), mv(self.train_y), mv(self.test_x),
-                         mv(self.test_y), self.class_names, self.source)
+                         mv(self.test_y), self.class_names, self.source, mv(self.val_x),
+                         mv(self.val_y))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,8 +376,9 @@ def load_folder(path: Path) -> ImageData:
 
 
 def load(dataset: str, data_dir: str | Path | None = None, limit: int = 0,
-         allow_download: bool = True) -> ImageData:
-    """Load a dataset by name or path; ``limit`` keeps the first N training images."""
+         allow_download: bool = True, validation: int = 0) -> ImageData:
+    """Load a dataset by name or path. ``validation`` holds the last N training images out as a
+    validation split; ``limit`` then keeps the first N of the remaining training images."""
     if dataset in ("mnist", "fashion-mnist"):
         data = load_idx_dataset(dataset, data_dir, allow_download)
     elif dataset == "digits":
@@ -390,6 +394,14 @@ def load(dataset: str, data_dir: str | Path | None = None, limit: int = 0,
             data = load_array(path)
         else:
             raise AAEError(f"dataset {path}: expected a .npy/.npz file or a folder of images")
+    if validation:
+        n = len(data.train_x)
+        if validation >= n:
+            raise AAEError(f"option data.validation: {validation} held-out images leave none of "
+                           f"the {n} training images of {data.name} to train on")
+        data.val_x, data.train_x = data.train_x[n - validation:], data.train_x[:n - validation]
+        if data.train_y is not None:
+            data.val_y, data.train_y = data.train_y[n - validation:], data.train_y[:n - validation]
     if limit:
         if limit > len(data.train_x):
             raise AAEError(f"option data.limit (--limit): {limit} exceeds the {len(data.train_x)} "
@@ -397,3 +409,8 @@ def load(dataset: str, data_dir: str | Path | None = None, limit: int = 0,
         data.train_x = data.train_x[:limit]
         data.train_y = None if data.train_y is None else data.train_y[:limit]
     return data
+
+
+def from_config(dc, data_dir: str | Path | None = None) -> ImageData:
+    """Load the data a run's ``[data]`` section describes (``data_dir`` overrides its folder)."""
+    return load(dc.dataset, data_dir or dc.data_dir or None, dc.limit, dc.download, dc.validation)

@@ -169,8 +169,7 @@ class Trainer:
         self.cfg = cfg
         # everything that can fail on user input happens before the run directory is touched
         if data is None:
-            data = data_mod.load(cfg.data.dataset, cfg.data.data_dir or None, cfg.data.limit,
-                                 cfg.data.download)
+            data = data_mod.from_config(cfg.data)
         n = len(data.train_x)
         if cfg.train.batch_size > n:
             raise AAEError(f"option train.batch_size: {cfg.train.batch_size} is larger than the "
