@@ -64,7 +64,8 @@ def test_count_mismatch_and_label_range(tmp_path):
         data.load("mnist", tmp_path)
 
 
-def test_not_found_offline_lists_places(tmp_path):
+def test_not_found_offline_lists_places(tmp_path, monkeypatch):
+    monkeypatch.delenv("AAE_DATA_DIR", raising=False)
     with pytest.raises(AAEError) as e:
         data.load("mnist", tmp_path / "empty")
     msg = str(e.value)
@@ -97,6 +98,7 @@ def http_server(tmp_path):
 
 
 def test_download_verifies_checksum(http_server, monkeypatch, tmp_path):
+    monkeypatch.delenv("AAE_DATA_DIR", raising=False)
     served, url = http_server
     sums = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in served.iterdir()}
     monkeypatch.setitem(data.MD5, "mnist", sums)
@@ -109,6 +111,7 @@ def test_download_verifies_checksum(http_server, monkeypatch, tmp_path):
 
 
 def test_download_refuses_bad_checksum(http_server, monkeypatch, tmp_path):
+    monkeypatch.delenv("AAE_DATA_DIR", raising=False)
     served, url = http_server
     sums = {p.name: "0" * 32 for p in served.iterdir()}
     monkeypatch.setitem(data.MD5, "mnist", sums)

@@ -1,0 +1,37 @@
+"""Matrix-product FLOPs of one training step, derived from the model's layer shapes."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def linear_shapes(net: nn.Module) -> list[tuple[int, int]]:
+    return [(m.in_features, m.out_features) for m in net.modules() if isinstance(m, nn.Linear)]
+
+
+def pass_flops(shapes, forward=True, weight_grad=False, input_grad=False, first_input_grad=False):
+    """FLOPs per example of the matrix products of one pass over an MLP: forward 2*i*o, weight
+    gradient 2*i*o, input gradient 2*i*o (the first layer's only if its input needs a gradient)."""
+    total = 0
+    for k, (i, o) in enumerate(shapes):
+        mac = i * o
+        total += 2 * mac * (forward + weight_grad + (input_grad and (k > 0 or first_input_grad)))
+    return total
+
+
+def step_flops(model) -> dict[str, int]:
+    """Per-image FLOPs of aae.training.train_step (and of the reference step, which repeats the
+    encoder forward for the discriminator phase)."""
+    enc, dec = linear_shapes(model.encoder), linear_shapes(model.decoder)
+    disc = linear_shapes(model.regularizers[0].discriminator)
+    recon = (pass_flops(enc, weight_grad=True, input_grad=True)
+             + pass_flops(dec, weight_grad=True, input_grad=True, first_input_grad=True))
+    # discriminator phase: D forward on prior samples and on detached codes, weight gradients
+    disc_phase = 2 * pass_flops(disc, weight_grad=True, input_grad=True)
+    # encoder phase: D forward (frozen) with input gradients, encoder forward + backward
+    gen_phase = (pass_flops(disc, input_grad=True, first_input_grad=True)
+                 + pass_flops(enc, weight_grad=True, input_grad=True))
+    ours = recon + disc_phase + gen_phase
+    reference = ours + pass_flops(enc)  # one more encoder forward (codes for the D phase)
+    return {"recon": recon, "disc": disc_phase, "gen": gen_phase, "step": ours,
+            "reference_step": reference}

@@ -1,0 +1,130 @@
+"""Training throughput of every variant against a plain eager reference and the machine's ceiling.
+
+    .venv/bin/python bench/throughput.py [--batch-sizes 100 256 1024] [--seconds 4]
+
+For each batch size: images/s of aae's training step and of bench/reference.py's plain step
+(warm-up excluded, median of repeats), the matrix-product FLOPs per image derived from the layer
+shapes (bench/flops.py), and the ceiling: the same machine running only the step's matrix products
+(the exact shapes, in the same process), as images/s. achieved/ceiling says how much of the step is
+overhead beyond those products.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from aae.config import resolve  # noqa: E402
+from aae.runs import build_model  # noqa: E402
+from aae.training import build_optimizers, train_step  # noqa: E402
+from flops import linear_shapes, step_flops  # noqa: E402
+from reference import ReferenceAAE  # noqa: E402
+
+
+def timed(fn, batch: int, seconds: float, repeats: int = 5) -> float:
+    """Median images/s over ``repeats`` windows of about ``seconds / repeats`` each."""
+    for _ in range(3):
+        fn()
+    t0 = time.perf_counter()
+    fn()
+    one = time.perf_counter() - t0
+    per = max(1, int(seconds / repeats / max(one, 1e-6)))
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(per):
+            fn()
+        rates.append(per * batch / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def ceiling(model, batch: int, seconds: float) -> float:
+    """Images/s if the step were nothing but its matrix products (same shapes, same order)."""
+    enc, dec = linear_shapes(model.encoder), linear_shapes(model.decoder)
+    disc = linear_shapes(model.regularizers[0].discriminator)
+    ops = []  # (m, k, n) for an (m x k) @ (k x n) product
+
+    def passes(shapes, wgrad, igrad, first_igrad, count=1):
+        for _ in range(count):
+            for k, (i, o) in enumerate(shapes):
+                ops.append((batch, i, o))  # forward
+                if wgrad:
+                    ops.append((i, batch, o))  # dW = x^T @ dy
+                if igrad and (k > 0 or first_igrad):
+                    ops.append((batch, o, i))  # dx = dy @ W
+
+    passes(enc, True, True, False)
+    passes(dec, True, True, True)
+    passes(disc, True, True, False, count=2)
+    passes(disc, False, True, True)
+    passes(enc, True, True, False)
+    mats = [(torch.randn(m, k), torch.randn(k, n)) for m, k, n in ops]
+    out = [torch.empty(m, n) for m, _, n in ops]
+
+    def run():
+        for (a, b), o in zip(mats, out):
+            torch.mm(a, b, out=o)
+
+    return timed(run, batch, seconds)
+
+
+def measure(cfg, batch: int, seconds: float) -> dict:
+    model = build_model(cfg, (1, 28, 28))
+    opts = build_optimizers(model, cfg)
+    x_all = torch.rand(8192, 1, 28, 28)
+    gen = torch.Generator().manual_seed(0)
+    starts = iter(range(0, 10**12, batch))
+
+    def batch_x():
+        i = next(starts) % (len(x_all) - batch)
+        return x_all[i:i + batch]
+
+    ours = timed(lambda: train_step(model, opts, batch_x(), gen), batch, seconds)
+    ref_model = ReferenceAAE()
+    ref = timed(lambda: ref_model.step(batch_x()), batch, seconds)
+    ceil = ceiling(model, batch, seconds)
+    fl = step_flops(model)
+    return {"variant": "unsupervised", "batch": batch, "images_per_s": round(ours),
+            "reference_images_per_s": round(ref), "speedup": round(ours / ref, 2),
+            "mflop_per_image": round(fl["step"] / 1e6, 1),
+            "gflop_per_s": round(ours * fl["step"] / 1e9, 1),
+            "ceiling_images_per_s": round(ceil), "achieved_of_ceiling": round(ours / ceil, 3)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 256, 1024])
+    ap.add_argument("--seconds", type=float, default=4.0, help="timed seconds per measurement")
+    ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    cfg = resolve(None, None, [], {"train": {"device": "cpu"}})
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    rows = []
+    for batch in a.batch_sizes:
+        row = measure(cfg, batch, a.seconds)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print("\n| variant | batch | images/s | reference images/s | speed-up | MFLOP/image | GFLOP/s | "
+          "ceiling images/s | achieved/ceiling |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['variant']} | {r['batch']} | {r['images_per_s']} | {r['reference_images_per_s']} "
+              f"| {r['speedup']}x | {r['mflop_per_image']} | {r['gflop_per_s']} | "
+              f"{r['ceiling_images_per_s']} | {r['achieved_of_ceiling']:.0%} |")
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
