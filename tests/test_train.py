@@ -161,3 +161,12 @@ def test_damaged_newest_checkpoint_is_skipped(tiny_data, tmp_path):
     (folder / "epoch_0002.safetensors").write_bytes(bytes(blob))
     _, meta = ckpt.latest(folder)
     assert meta["epoch"] == 1
+
+
+def test_learning_rate_schedule_is_a_fraction_of_the_run():
+    from aae.config import OptimConfig
+    from aae.training import lr_at
+
+    o = OptimConfig(lr=1e-3, milestones=[0.5, 0.75], gamma=0.1)
+    assert [lr_at(o, e, 20) for e in (1, 10, 11, 15, 16, 20)] == pytest.approx(
+        [1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5])

@@ -50,8 +50,9 @@ class Gaussian(Prior):
         self.mean = torch.full((dim,), float(mean))
 
     def sample(self, n, labels=None, generator=None):
-        eps = torch.randn(n, self.dim, generator=generator)
-        return self.mean + eps * self.std
+        device = generator.device if generator is not None else None
+        eps = torch.randn(n, self.dim, generator=generator, device=device)
+        return self.mean.to(eps.device) + eps * self.std.to(eps.device)
 
     def log_prob(self, z):
         std, mean = self.std.to(z.device), self.mean.to(z.device)

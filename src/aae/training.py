@@ -30,10 +30,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import artifacts
+from . import artifacts, distributed
 from . import checkpoint as ckpt
 from . import data as data_mod
 from .config import PHASES, Config, OptimConfig, to_toml
+from .distributed import SINGLE, Shard
 from .errors import AAEError, DivergenceError, Interrupted
 from .fileio import append_line, atomic_write_text
 from .metrics import summarize_fit
@@ -62,9 +63,10 @@ def build_optimizer(params: list[torch.nn.Parameter], o: OptimConfig) -> torch.o
                            foreach=True)
 
 
-def lr_at(o: OptimConfig, epoch: int) -> float:
-    """The learning rate during ``epoch`` (1-based): multiplied by gamma after each milestone."""
-    return o.lr * o.gamma ** sum(epoch > m for m in o.milestones)
+def lr_at(o: OptimConfig, epoch: int, epochs: int) -> float:
+    """The learning rate during ``epoch`` (1-based) of ``epochs``: multiplied by gamma once per
+    milestone passed (milestones are fractions of the run: 0.75 of 20 epochs is epoch 15)."""
+    return o.lr * o.gamma ** sum(epoch > round(m * epochs) for m in o.milestones)
 
 
 def build_optimizers(model: AAE, cfg: Config) -> dict[str, torch.optim.Optimizer]:
@@ -80,16 +82,25 @@ def recon_loss(model: AAE, logits: torch.Tensor, x: torch.Tensor, kind: str) -> 
     return F.mse_loss(model.output(logits), target)
 
 
+def _step(opt: torch.optim.Optimizer, loss: torch.Tensor, shard: Shard) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    shard.average_grads([p for g in opt.param_groups for p in g["params"]])
+    opt.step()
+
+
 def train_step(model: AAE, opts: dict[str, torch.optim.Optimizer], x: torch.Tensor,
-               prior_gen: torch.Generator, recon_kind: str = "mse"
+               prior_gen: torch.Generator, recon_kind: str = "mse", shard: Shard = SINGLE
                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One mini-batch of the paper's algorithm. Returns (scalars (5,), codes) without syncing."""
+    """One mini-batch of the paper's algorithm. Returns (scalars (5,), codes) without syncing.
+
+    Under data parallelism ``x`` is this rank's slice of the global batch; prior samples are drawn
+    for the global batch and sliced the same way, so K ranks compute what one process would.
+    """
     # 1. reconstruction phase
     logits = model.decode_logits(model.encode(x))
     rec = recon_loss(model, logits, x, recon_kind)
-    opts["recon"].zero_grad(set_to_none=True)
-    rec.backward()
-    opts["recon"].step()
+    _step(opts["recon"], rec, shard)
 
     # 2. regularization phase: the updated encoder's codes serve both adversarial updates
     codes = model.encode(x)
@@ -97,25 +108,21 @@ def train_step(model: AAE, opts: dict[str, torch.optim.Optimizer], x: torch.Tens
     fakes = []
     for reg in model.regularizers:
         z = codes[reg.code]
-        p = reg.prior.sample(len(z), generator=prior_gen).to(z.device, non_blocking=True)
-        d_real, d_fake = reg(p), reg(z.detach())
+        zp = shard.slice(reg.prior.sample(len(z) * shard.world, generator=prior_gen))
+        d_real, d_fake = reg(zp.to(z.device, non_blocking=True)), reg(z.detach())
         # BCE with logits written as softplus: -log sigmoid(t) = softplus(-t)
         d_loss = d_loss + F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
         acc_p = acc_p + (d_real > 0).float().mean()
         acc_c = acc_c + (d_fake < 0).float().mean()
         fakes.append(z)
-    opts["disc"].zero_grad(set_to_none=True)
-    d_loss.backward()
-    opts["disc"].step()
+    _step(opts["disc"], d_loss, shard)
 
     disc_params = model.discriminator_parameters()
     for p in disc_params:  # the encoder step needs gradients w.r.t. the codes only
         p.requires_grad_(False)
     for reg, z in zip(model.regularizers, fakes):
         g_loss = g_loss + F.softplus(-reg(z)).mean()
-    opts["gen"].zero_grad(set_to_none=True)
-    g_loss.backward()
-    opts["gen"].step()
+    _step(opts["gen"], g_loss, shard)
     for p in disc_params:
         p.requires_grad_(True)
 
@@ -156,7 +163,7 @@ class Trainer:
                  resume: bool = False, force: bool = False, quiet: bool = False):
         self.out = Path(out)
         self.quiet = quiet
-        self.device = select_device(cfg.train.device)
+        self.shard, self.device = distributed.setup(select_device(cfg.train.device))
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         if resume:
@@ -174,13 +181,17 @@ class Trainer:
         if cfg.train.batch_size > n:
             raise AAEError(f"option train.batch_size: {cfg.train.batch_size} is larger than the "
                            f"{n} training images")
+        if cfg.train.batch_size % self.shard.world:
+            raise AAEError(f"option train.batch_size: {cfg.train.batch_size} does not split evenly "
+                           f"over {self.shard.world} processes")
         self.data = data.to(self.device)
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg, data.image_shape).to(self.device)
         self.opts = build_optimizers(self.model, cfg)
-        if not resume:  # only now, with every input checked, is the run directory touched
-            prepare_new(self.out, force)
+        if not resume and self.shard.main:  # only now, with every input checked, is the run
+            prepare_new(self.out, force)      # directory touched, and only by rank 0
             atomic_write_text(self.out / "config.toml", to_toml(cfg))
+        self.shard.barrier()
         self.data_gen = torch.Generator().manual_seed(cfg.train.seed)
         self.prior_gen = torch.Generator(device=self.device).manual_seed(cfg.train.seed + 1)
         noise_gen = torch.Generator().manual_seed(cfg.train.seed + 2)
@@ -259,10 +270,11 @@ class Trainer:
         if threading_main():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 handlers[sig] = signal.signal(sig, self._on_signal)
-        tb = _tensorboard(self.out / "tb", s.global_step)
+        main = self.shard.main
+        tb = _tensorboard(self.out / "tb", s.global_step) if main else None
         last: dict[str, Any] = {}
         try:
-            if s.epoch == 0 and s.step_in_epoch == 0 and not (self.out / "samples").is_dir():
+            if main and s.epoch == 0 and s.step_in_epoch == 0 and not (self.out / "samples").is_dir():
                 artifacts.write_samples(self.out, self.model, self.sample_noise, 0)
                 self.save_checkpoint()
             while s.epoch < cfg.train.epochs:
@@ -274,7 +286,9 @@ class Trainer:
                 tb.close()
         if not last and s.epoch:  # nothing left to train: report the latest logged epoch
             last = _last_metrics(self.out / "metrics.jsonl")
-        self._finish()
+        if main:
+            self._finish()
+        distributed.teardown(self.shard)
         return last
 
     def _epoch(self, tb) -> dict[str, Any]:
@@ -282,7 +296,7 @@ class Trainer:
         epoch = s.epoch + 1
         for ph, opt in self.opts.items():
             for g in opt.param_groups:
-                g["lr"] = lr_at(cfg.optim[ph], epoch)
+                g["lr"] = lr_at(cfg.optim[ph], epoch, cfg.train.epochs)
         x_all = self.data.train_x
         n, b = len(x_all), cfg.train.batch_size
         steps = n // b  # drop the last partial batch: every step sees a full batch
@@ -295,14 +309,17 @@ class Trainer:
         perm = torch.randperm(n, generator=self.data_gen).to(self.device)
         bad = torch.full((3,), -1, dtype=torch.long, device=self.device)  # first non-finite step
         d = cfg.model.code_dim
-        bar = _progress(steps, epoch, cfg.train.epochs, s.step_in_epoch, self.quiet)
+        shard = self.shard
+        bar = _progress(steps, epoch, cfg.train.epochs, s.step_in_epoch,
+                        self.quiet or not shard.main)
         model.train()
         t0 = time.perf_counter()
         sync_every = 50
         first = s.step_in_epoch
         for i in range(first, steps):
-            x = x_all[perm[i * b:(i + 1) * b]]
-            scalars, z = train_step(model, self.opts, x, self.prior_gen, cfg.train.recon_loss)
+            x = x_all[shard.slice(perm[i * b:(i + 1) * b])]
+            scalars, z = train_step(model, self.opts, x, self.prior_gen, cfg.train.recon_loss,
+                                    shard)
             fin = torch.isfinite(scalars[:3])
             bad = torch.where((bad < 0) & ~fin, torch.full_like(bad, s.global_step + 1), bad)
             self.acc[0] += 1
@@ -316,9 +333,13 @@ class Trainer:
                 bar.set_postfix(rec=f"{m[0]:.4f}", d=f"{m[1]:.3f}", g=f"{m[2]:.3f}",
                                 acc=f"{(m[3] + m[4]) / 2:.2f}", refresh=False)
                 bar.update((i + 1) - bar.n)
-            if (i + 1) % sync_every == 0 and int(bad.max()) >= 0:
+            if (i + 1) % sync_every == 0 and shard.any(int(bad.max()) >= 0, self.device):
                 break
-            if self._stop is not None:
+            if shard.world == 1 and self._stop is not None:
+                break
+            if shard.world > 1 and (i + 1) % sync_every == 0 and shard.any(
+                    self._stop is not None, self.device):  # every rank stops at the same step
+                self._stop = self._stop or signal.SIGTERM
                 break
         if self.device.type == "cuda":
             torch.cuda.synchronize()
@@ -327,9 +348,11 @@ class Trainer:
             bar.close()
         s.epoch_seconds += dt
         s.elapsed += dt
+        bad = shard.all_max(bad)
         self._check_divergence(bad, epoch)
         if self._stop is not None and s.step_in_epoch < steps:
-            self.save_checkpoint()
+            if shard.main:
+                self.save_checkpoint()
             signame = signal.Signals(self._stop).name
             raise Interrupted(
                 f"{signame}: saved epoch {epoch} at step {s.step_in_epoch}/{steps} to "
@@ -337,13 +360,26 @@ class Trainer:
                 self._stop)
         s.epoch, s.step_in_epoch = epoch, 0
         line = self._metrics_line(epoch, steps * b)
+        if shard.main:
+            self._write_epoch(line, tb)
+        if shard.world > 1 and shard.any(self._stop is not None, self.device):
+            self._stop = self._stop or signal.SIGTERM
+        if self._stop is not None:
+            signame = signal.Signals(self._stop).name
+            raise Interrupted(f"{signame}: saved epoch {epoch} to {self.out / 'checkpoints'}; "
+                              f"continue with: aae train --resume {self.out}", self._stop)
+        return line
+
+    def _write_epoch(self, line: dict[str, Any], tb) -> None:
+        """Rank 0's work at the end of an epoch: log, samples, checkpoint."""
+        cfg, epoch = self.cfg, line["epoch"]
         append_line(self.out / "metrics.jsonl", json.dumps(line))
         if tb is not None:
             for k in (*LOSSES, "disc_acc_prior", "disc_acc_code", "images_per_s"):
                 tb.add_scalar(k, line[k], epoch)
         self._warn_balance()
         if epoch in cfg.train.sample_epochs or epoch == cfg.train.epochs:
-            path = artifacts.write_samples(self.out, model, self.sample_noise, epoch)
+            path = artifacts.write_samples(self.out, self.model, self.sample_noise, epoch)
             if tb is not None:
                 from PIL import Image
 
@@ -353,11 +389,6 @@ class Trainer:
         self._log(f"epoch {epoch}/{cfg.train.epochs}  rec {line['loss_recon']:.4f}  "
                   f"disc {line['loss_disc']:.3f}  gen {line['loss_gen']:.3f}  "
                   f"D acc {line['disc_acc']:.2f}  {line['images_per_s']:.0f} img/s")
-        if self._stop is not None:
-            signame = signal.Signals(self._stop).name
-            raise Interrupted(f"{signame}: saved epoch {epoch} to {self.out / 'checkpoints'}; "
-                              f"continue with: aae train --resume {self.out}", self._stop)
-        return line
 
     def _check_divergence(self, bad: torch.Tensor, epoch: int) -> None:
         b = bad.tolist()
@@ -369,11 +400,11 @@ class Trainer:
                     "learning rates and resume or start again")
 
     def _metrics_line(self, epoch: int, images: int) -> dict[str, Any]:
-        d = self.cfg.model.code_dim
-        a = self.acc.double().cpu()
+        d, shard = self.cfg.model.code_dim, self.shard
+        a = shard.all_sum(self.acc).double().cpu()  # summed over ranks: a[0] = world x steps
         steps = max(a[0].item(), 1.0)
         m = (a[1:N_SCALARS] / steps).tolist()
-        count = steps * self.cfg.train.batch_size
+        count = steps * (self.cfg.train.batch_size // shard.world)
         mean = a[N_SCALARS:N_SCALARS + d] / count
         var = (a[N_SCALARS + d:] / count - mean.pow(2)).clamp_min(0) * count / max(count - 1, 1)
         s = self.state
@@ -384,6 +415,8 @@ class Trainer:
             "seconds": s.epoch_seconds, "images_per_s": images / max(s.epoch_seconds, 1e-9),
             "elapsed": s.elapsed, "code_mean": mean.tolist(), "code_std": var.sqrt().tolist(),
             "lr": {ph: opt.param_groups[0]["lr"] for ph, opt in self.opts.items()},
+            **({"processes": shard.world, "replicas_equal": shard.replicas_equal(self.model)}
+               if shard.world > 1 else {}),
         }
 
     def _warn_balance(self) -> None:
