@@ -58,6 +58,8 @@ def write_latent(run: Path, model: AAE, data: ImageData, seed: int, tsne_points:
     labels = None if data.test_y is None else data.test_y.cpu().numpy()
     fit = latent_fit(codes, reg.prior, seed=seed)
     fit["split"] = "test"
+    if getattr(reg.prior, "num_components", 0) and labels is not None:
+        fit["assignment"] = component_assignment(codes, torch.from_numpy(labels), reg.prior)
     pdfs = [reg.prior.marginal_pdf(j) for j in range(codes.shape[1])]
     atomic_write_bytes(run / "latent.png", plots.latent_png(
         codes.numpy(), fit, pdfs, title=f"test codes of {data.name} (n = {len(codes)})"))
@@ -73,5 +75,68 @@ def write_latent(run: Path, model: AAE, data: ImageData, seed: int, tsne_points:
         atomic_write_bytes(run / "tsne.png", plots.scatter_png(
             emb, None if labels is None else labels[pick],
             f"{what} test codes z (d = {codes.shape[1]}, n = {n})", data.class_names))
+    if codes.shape[1] == 2:
+        write_latent_2d(run, model, data, codes)
     atomic_write_json(run / "latent.json", fit)
     return fit
+
+
+def component_assignment(codes: torch.Tensor, labels: torch.Tensor, prior) -> dict:
+    """For each class c, the share of its codes that the prior assigns to part c (the mixture
+    component of highest responsibility, or the swiss-roll segment)."""
+    assigned = prior.assign(codes)
+    per_class = []
+    for c in range(prior.num_components):
+        m = labels == c
+        per_class.append(float((assigned[m] == c).float().mean()) if m.any() else None)
+    seen = [v for v in per_class if v is not None]
+    return {"per_class": per_class, "min": min(seen) if seen else None,
+            "overall": float((assigned == labels).float().mean())}
+
+
+@torch.no_grad()
+def write_latent_2d(run: Path, model: AAE, data: ImageData, codes: torch.Tensor | None = None,
+                    epoch: int | None = None) -> None:
+    """latent_scatter.png (test codes by class over prior samples) and manifold.png (the decoder
+    over the prior's support), for 2-D codes."""
+    reg = model.regularizers[0]
+    device = next(model.parameters()).device
+    if codes is None:
+        codes = model.encode_all(data.test_x.to(device))[reg.code].float().cpu()
+    labels = None if data.test_y is None else data.test_y.cpu().numpy()
+    ref = reg.prior.sample(5000, generator=torch.Generator().manual_seed(0)).cpu().numpy()
+    when = "" if epoch is None else f", epoch {epoch}"
+    atomic_write_bytes(run / "latent_scatter.png", plots.scatter_png(
+        codes.numpy(), labels, f"test codes over prior samples{when}", data.class_names,
+        background=ref, xlabel="z[0]", ylabel="z[1]"))
+    grid = manifold_codes(reg.prior)
+    was = model.training
+    model.eval()
+    images = model.decode({reg.code: grid.to(device)}).float().cpu().numpy()
+    model.train(was)
+    atomic_write_bytes(run / "manifold.png", plots.grid_png(images, nrow=20))
+
+
+def manifold_codes(prior, n: int = 20) -> torch.Tensor:
+    """Codes covering the prior's support, row by row: a regular grid (Gaussian: at the prior's
+    quantiles; uniform: across the box), or along each component / segment."""
+    from scipy.stats import norm
+
+    from .priors import GaussianMixture2D, SwissRoll2D, Uniform
+
+    if isinstance(prior, GaussianMixture2D):
+        t = torch.linspace(-2, 2, n)
+        rows = [prior.dirs[k] * (prior.radius + prior.sr * t).unsqueeze(1) for k in range(prior.k)]
+        return torch.cat(rows)
+    if isinstance(prior, SwissRoll2D):
+        rows = [prior.point((k + (torch.arange(n) + 0.5) / n) / prior.k) for k in range(prior.k)]
+        return torch.cat(rows)
+    if isinstance(prior, Uniform):
+        mean, std = torch.zeros(2), torch.full((2,), prior.a)
+        axis = torch.linspace(-1, 1, n)
+    else:
+        mean, std = prior.moments()
+        axis = torch.from_numpy(norm.ppf((torch.arange(n).numpy() + 0.5) / n)).float()
+    xs, ys = mean[0] + std[0] * axis, mean[1] - std[1] * axis  # top row: the largest z[1]
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([xx, yy], -1).reshape(-1, 2)

@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset", help="mnist | fashion-mnist | digits | PATH (.npy/.npz or folder)")
     t.add_argument("--data-dir", metavar="DIR", help="where the IDX files are")
     t.add_argument("--limit", type=int, metavar="N", help="train on the first N training images")
+    t.add_argument("--prior", help="gaussian | uniform | mixture | swiss_roll | package.module:attr")
+    t.add_argument("--posterior", help="q(z|x): deterministic | gaussian | universal")
+    t.add_argument("--labelled", type=int, metavar="N",
+                   help="label conditioning: keep labels on N class-balanced images (-1: all)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     t.add_argument("--force", action="store_true", help="replace the run already in --out")
     t.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
@@ -76,7 +80,8 @@ def _overrides(a: argparse.Namespace) -> dict:
     for key, section, name in (("epochs", "train", "epochs"), ("seed", "train", "seed"),
                                ("batch_size", "train", "batch_size"), ("device", "train", "device"),
                                ("dataset", "data", "dataset"), ("data_dir", "data", "data_dir"),
-                               ("limit", "data", "limit")):
+                               ("limit", "data", "limit"), ("prior", "prior", "name"),
+                               ("posterior", "model", "posterior"), ("labelled", "data", "labelled")):
         v = getattr(a, key, None)
         if v is not None:
             o.setdefault(section, {})[name] = v

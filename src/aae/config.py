@@ -32,6 +32,7 @@ class DataConfig:
     dataset: str = "mnist"  # mnist | fashion-mnist | digits | a path to .npy/.npz or an image folder
     data_dir: str = ""  # "" = the look-up order of aae.data (AAE_DATA_DIR, cache, /usr/share/datasets)
     limit: int = 0  # train on the first N training images; 0 = all
+    labelled: int = -1  # label conditioning: keep labels on N class-balanced images; -1 = all
     validation: int = 0  # hold the last N training images out as a validation split
     download: bool = True  # fetch missing IDX files from the official mirrors (MD5-verified)
 
@@ -44,12 +45,22 @@ class ModelConfig:
     disc_hidden: list[int] = field(default_factory=lambda: [1000, 1000])
     output: str = "sigmoid"  # decoder output: sigmoid (pixels in [0, 1]) | linear
     init_std: float = 0.0  # > 0: weights ~ N(0, init_std^2) as in the paper; 0: PyTorch's default
+    posterior: str = "deterministic"  # q(z|x): deterministic | gaussian | universal
+    noise_dim: int = 8  # universal: size of the noise appended to the encoder's input
+    eval_draws: int = 16  # universal: noise draws averaged when encoding for evaluation
+    label_conditioning: bool = False  # the discriminator also sees the label (figure 3)
 
 
 @dataclass
 class PriorConfig:
+    # gaussian | uniform | mixture | swiss_roll | categorical | package.module:attribute
     name: str = "gaussian"
-    std: float = 1.0  # the seed uses N(0, I); the paper's likelihood set-up uses std 5 (check)
+    std: float = 1.0  # gaussian; the seed uses N(0, I), the paper's likelihood set-up std 5 (check)
+    half_width: float = 1.0  # uniform: the box [-half_width, half_width]^d
+    components: int = 10  # mixture components / swiss-roll segments (one per class)
+    radius: float = 1.4  # mixture: distance of the component centres from the origin
+    std_radial: float = 0.5  # mixture: each component's std along its radius
+    std_tangential: float = 0.05  # mixture: and across it
 
 
 @dataclass
@@ -215,9 +226,17 @@ def _validate(cfg: Config) -> None:
         need(all(s > 0 for s in sizes), f"model.{name}", "layer sizes > 0", sizes)
     need(m.output in ("sigmoid", "linear"), "model.output", "one of sigmoid, linear", m.output)
     need(m.init_std >= 0, "model.init_std", "a number >= 0", m.init_std)
+    need(m.posterior in ("deterministic", "gaussian", "universal"), "model.posterior (--posterior)",
+         "one of deterministic, gaussian, universal", m.posterior)
+    need(m.noise_dim > 0, "model.noise_dim", "an integer > 0", m.noise_dim)
+    need(m.eval_draws > 0, "model.eval_draws", "an integer > 0", m.eval_draws)
+    need(cfg.data.labelled >= -1, "data.labelled (--labelled)", "an integer >= 0, or -1 for all",
+         cfg.data.labelled)
     need(t.recon_loss != "bce" or m.output == "sigmoid", "train.recon_loss",
          "mse when model.output is linear (bce needs outputs in [0, 1])", t.recon_loss)
-    need(p.std > 0, "prior.std", "a number > 0", p.std)
+    for name in ("std", "half_width", "radius", "std_radial", "std_tangential"):
+        need(getattr(p, name) > 0, f"prior.{name}", "a number > 0", getattr(p, name))
+    need(p.components > 0, "prior.components", "an integer > 0", p.components)
     for phase, o in cfg.optim.items():
         key = f"optim.{phase}"
         need(o.name in ("adam", "sgd"), f"{key}.name", "one of adam, sgd", o.name)

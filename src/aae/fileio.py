@@ -32,6 +32,12 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[Any], None], binary: bool = True) -> None:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, then move it into place."""
     path = Path(path)
@@ -41,6 +47,7 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], binary: bool = 
     except OSError as e:
         raise AAEError(f"cannot write {path}: {e.strerror or e}") from None
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts get the usual mode
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             write(f)
             f.flush()

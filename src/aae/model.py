@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
@@ -34,38 +35,71 @@ def mlp(sizes: list[int], init_std: float = 0.0) -> nn.Sequential:
 
 
 class Regularizer(nn.Module):
-    """One adversarial regularizer: matches the aggregated posterior of ``code`` to ``prior``."""
+    """One adversarial regularizer: matches the aggregated posterior of ``code`` to ``prior``.
 
-    def __init__(self, code: str, prior: Prior, discriminator: nn.Module):
+    With ``num_labels`` = K > 0 the discriminator also sees a one-hot label of K + 1 slots, the
+    last meaning "no label" (paper section 2.3, figure 3).
+    """
+
+    def __init__(self, code: str, prior: Prior, discriminator: nn.Module, num_labels: int = 0):
         super().__init__()
         self.code = code
         self.prior = prior
         self.discriminator = discriminator
+        self.num_labels = num_labels
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Discriminator logits (N,): positive means 'a prior sample'."""
+        if self.num_labels:
+            slot = torch.where(labels >= 0, labels, torch.full_like(labels, self.num_labels))
+            z = torch.cat([z, F.one_hot(slot, self.num_labels + 1).to(z.dtype)], dim=-1)
         return self.discriminator(z).squeeze(-1)
 
 
 class AAE(nn.Module):
-    def __init__(self, image_shape: tuple[int, ...], cfg: ModelConfig, prior: Prior):
+    def __init__(self, image_shape: tuple[int, ...], cfg: ModelConfig, prior: Prior,
+                 num_labels: int = 0):
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.cfg = cfg
         in_dim = math.prod(self.image_shape)
         d = cfg.code_dim
-        # encoder: trunk + one linear head per code; the trunk's last layer is the head itself
-        self.encoder = mlp([in_dim, *cfg.encoder_hidden, d], cfg.init_std)
+        # q(z|x) (paper section 2.1): deterministic; gaussian (the head predicts mean and
+        # log-variance, reparameterised); universal (noise appended to the encoder's input)
+        self.posterior = cfg.posterior
+        head = 2 * d if cfg.posterior == "gaussian" else d
+        extra = cfg.noise_dim if cfg.posterior == "universal" else 0
+        self.encoder = mlp([in_dim + extra, *cfg.encoder_hidden, head], cfg.init_std)
         self.decoder = mlp([d, *cfg.decoder_hidden, in_dim], cfg.init_std)
         self.decoder_inputs = ["z"]
+        labels = num_labels if cfg.label_conditioning else 0
         self.regularizers = nn.ModuleList(
-            [Regularizer("z", prior, mlp([d, *cfg.disc_hidden, 1], cfg.init_std))]
+            [Regularizer("z", prior, mlp([d + (labels + 1 if labels else 0), *cfg.disc_hidden, 1],
+                                         cfg.init_std), labels)]
         )
 
     # -- forward pieces -------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Images (N, C, H, W) -> named codes, e.g. {"z": (N, d)}."""
-        return {"z": self.encoder(x.flatten(1))}
+        """Images (N, C, H, W) -> named codes, e.g. {"z": (N, d)}.
+
+        In training mode the stochastic posteriors draw one sample (torch's global RNG, which
+        checkpoints save). In evaluation mode the gaussian posterior returns its mean and the
+        universal one the average of ``model.eval_draws`` draws.
+        """
+        h = x.flatten(1)
+        if self.posterior == "universal":
+            draws = 1 if self.training else self.cfg.eval_draws
+            outs = [self.encoder(torch.cat([h, torch.randn(len(h), self.cfg.noise_dim,
+                                                            device=h.device, dtype=h.dtype)], 1))
+                    for _ in range(draws)]
+            return {"z": torch.stack(outs).mean(0)}
+        out = self.encoder(h)
+        if self.posterior == "gaussian":
+            mean, logvar = out.chunk(2, dim=-1)
+            if not self.training:
+                return {"z": mean}
+            return {"z": mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)}
+        return {"z": out}
 
     def decode_logits(self, codes: dict[str, torch.Tensor]) -> torch.Tensor:
         """Named codes -> pre-activation outputs (N, C*H*W)."""

@@ -1,12 +1,21 @@
-"""Priors p(z): anything with ``sample(n, labels=None, generator=None)`` and ``dim``.
+"""Priors p(z): anything with ``dim`` and ``sample(n, labels=None, generator=None)``.
 
-A prior is what the adversarial regularizer matches the aggregated posterior q(z) to. The only
-interface the training loop relies on is :class:`Prior`; ``log_prob`` and ``marginal_cdf`` are
-optional and used by evaluation (latent density, Kolmogorov-Smirnov tests) where they exist.
+A prior is what an adversarial regularizer matches the aggregated posterior q(z) to. The training
+loop relies only on :class:`Prior`'s ``sample``; the rest is optional and used where it exists:
+
+* ``log_prob(z)``: the density (latent density scores, evaluation);
+* ``marginal_cdf(j)`` / ``marginal_pdf(j)``: per-dimension marginals (KS tests, histograms);
+* ``num_components`` and ``assign(z)``: priors made of labelled parts (mixture components, swiss
+  roll segments): ``sample(n, labels)`` draws each labelled row from its label's part (label -1:
+  the whole prior), and ``assign`` says which part a code belongs to.
+
+A user's own prior is any object with ``dim`` and ``sample``, named in the config as
+``prior.name = "package.module:attribute"`` (a prior object, or a callable taking ``dim``).
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import torch
@@ -15,10 +24,15 @@ from .config import PriorConfig
 from .errors import AAEError
 
 
+def _device(generator: torch.Generator | None) -> torch.device | None:
+    return generator.device if generator is not None else None
+
+
 class Prior:
     """Base class. ``sample`` must draw with the given ``generator`` so that runs are reproducible."""
 
     dim: int
+    num_components: int = 0  # > 0: labels select parts of the prior (mixture components, segments)
 
     def sample(self, n: int, labels: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
@@ -26,6 +40,9 @@ class Prior:
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} has no closed-form density")
+
+    def assign(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no components")
 
     def marginal_cdf(self, dim: int):
         """The CDF of dimension ``dim`` as a callable on numpy arrays (for KS tests), or None."""
@@ -50,8 +67,7 @@ class Gaussian(Prior):
         self.mean = torch.full((dim,), float(mean))
 
     def sample(self, n, labels=None, generator=None):
-        device = generator.device if generator is not None else None
-        eps = torch.randn(n, self.dim, generator=generator, device=device)
+        eps = torch.randn(n, self.dim, generator=generator, device=_device(generator))
         return self.mean.to(eps.device) + eps * self.std.to(eps.device)
 
     def log_prob(self, z):
@@ -73,13 +89,173 @@ class Gaussian(Prior):
         return norm(float(self.mean[dim]), float(self.std[dim])).pdf
 
 
-PRIORS = {"gaussian": lambda cfg, dim: Gaussian(dim, cfg.std)}
+class Uniform(Prior):
+    """Uniform on the box [-half_width, half_width]^dim."""
+
+    def __init__(self, dim: int, half_width: float = 1.0):
+        self.dim, self.a = dim, float(half_width)
+
+    def sample(self, n, labels=None, generator=None):
+        u = torch.rand(n, self.dim, generator=generator, device=_device(generator))
+        return (2 * u - 1) * self.a
+
+    def log_prob(self, z):
+        inside = (z.abs() <= self.a).all(-1)
+        lp = torch.full(z.shape[:-1], -self.dim * math.log(2 * self.a), device=z.device)
+        return torch.where(inside, lp, torch.full_like(lp, -math.inf))
+
+    def moments(self):
+        return torch.zeros(self.dim), torch.full((self.dim,), self.a / math.sqrt(3))
+
+    def marginal_cdf(self, dim):
+        from scipy.stats import uniform
+
+        return uniform(-self.a, 2 * self.a).cdf
+
+    def marginal_pdf(self, dim):
+        from scipy.stats import uniform
+
+        return uniform(-self.a, 2 * self.a).pdf
+
+
+def _pick_components(n: int, k: int, labels: torch.Tensor | None, generator, device) -> torch.Tensor:
+    """Component index per row: the label where there is one (>= 0), else uniform at random."""
+    comp = torch.randint(0, k, (n,), generator=generator, device=device)
+    if labels is not None:
+        labels = labels.to(comp.device)
+        comp = torch.where(labels >= 0, labels % k, comp)
+    return comp
+
+
+class GaussianMixture2D(Prior):
+    """K Gaussians spread evenly on a circle of ``radius``, each elongated along its radius
+    (paper figures 2-4; the layout of the reimplementations noted in docs/paper.md)."""
+
+    dim = 2
+
+    def __init__(self, k: int = 10, radius: float = 1.4, std_radial: float = 0.5,
+                 std_tangential: float = 0.05):
+        self.num_components = self.k = k
+        self.radius, self.sr, self.st = radius, std_radial, std_tangential
+        ang = 2 * math.pi * torch.arange(k, dtype=torch.float32) / k
+        self.dirs = torch.stack([ang.cos(), ang.sin()], 1)  # (k, 2) radial unit vectors
+        self.perp = torch.stack([-ang.sin(), ang.cos()], 1)  # (k, 2) tangential unit vectors
+
+    def sample(self, n, labels=None, generator=None):
+        dev = _device(generator)
+        comp = _pick_components(n, self.k, labels, generator, dev)
+        e = torch.randn(n, 2, generator=generator, device=dev)
+        d, p = self.dirs.to(e.device)[comp], self.perp.to(e.device)[comp]
+        return d * (self.radius + self.sr * e[:, :1]) + p * (self.st * e[:, 1:])
+
+    def _component_log_probs(self, z: torch.Tensor) -> torch.Tensor:
+        d, p = self.dirs.to(z.device), self.perp.to(z.device)
+        a = z @ d.T - self.radius  # (n, k) radial offset from each centre
+        b = z @ p.T  # (n, k) tangential offset
+        return (-0.5 * (a / self.sr) ** 2 - 0.5 * (b / self.st) ** 2
+                - math.log(2 * math.pi * self.sr * self.st) - math.log(self.k))
+
+    def log_prob(self, z):
+        return torch.logsumexp(self._component_log_probs(z), dim=-1)
+
+    def assign(self, z):
+        """The component of highest responsibility for each code."""
+        return self._component_log_probs(z).argmax(-1)
+
+
+class SwissRoll2D(Prior):
+    """A 2-D swiss roll: u ~ U(0, 1), radius ``scale`` * sqrt(u), angle ``turns`` * 2 pi * sqrt(u);
+    label l draws u from the l-th of ``k`` equal segments (paper figures 2 and 4)."""
+
+    dim = 2
+
+    def __init__(self, k: int = 10, scale: float = 3.0, turns: float = 2.0, noise: float = 0.0):
+        self.num_components = self.k = k
+        self.scale, self.turns, self.noise = scale, turns, noise
+
+    def point(self, u: torch.Tensor) -> torch.Tensor:
+        s = u.sqrt()
+        ang = 2 * math.pi * self.turns * s
+        return torch.stack([ang.cos(), ang.sin()], -1) * (self.scale * s).unsqueeze(-1)
+
+    def sample(self, n, labels=None, generator=None):
+        dev = _device(generator)
+        u = torch.rand(n, generator=generator, device=dev)
+        if labels is not None:
+            labels = labels.to(u.device)
+            u = torch.where(labels >= 0, (labels % self.k + u) / self.k, u)
+        z = self.point(u)
+        if self.noise:
+            z = z + self.noise * torch.randn(n, 2, generator=generator, device=dev)
+        return z
+
+    def assign(self, z):
+        """The segment of the nearest point of the roll (on a fine grid of u)."""
+        u = (torch.arange(4000, device=z.device, dtype=z.dtype) + 0.5) / 4000
+        nearest = torch.cdist(z, self.point(u)).argmin(-1)
+        return (u[nearest] * self.k).long().clamp_max(self.k - 1)
+
+
+class Categorical(Prior):
+    """One-hot vectors over ``k`` classes, uniform (a prior for a softmax y head); a label picks
+    its own class."""
+
+    def __init__(self, k: int):
+        self.dim = self.num_components = self.k = k
+
+    def sample(self, n, labels=None, generator=None):
+        dev = _device(generator)
+        comp = _pick_components(n, self.k, labels, generator, dev)
+        return torch.nn.functional.one_hot(comp, self.k).float()
+
+    def assign(self, z):
+        return z.argmax(-1)
+
+    def moments(self):
+        p = 1.0 / self.k
+        return torch.full((self.k,), p), torch.full((self.k,), math.sqrt(p * (1 - p)))
+
+
+def _two_d(cfg: PriorConfig, dim: int, make):
+    if dim != 2:
+        raise AAEError(f"option prior.name: the {cfg.name} prior is 2-D, but model.code_dim is "
+                       f"{dim}; set --set model.code_dim=2")
+    return make()
+
+
+PRIORS = {
+    "gaussian": lambda cfg, dim: Gaussian(dim, cfg.std),
+    "uniform": lambda cfg, dim: Uniform(dim, cfg.half_width),
+    "mixture": lambda cfg, dim: _two_d(cfg, dim, lambda: GaussianMixture2D(
+        cfg.components, cfg.radius, cfg.std_radial, cfg.std_tangential)),
+    "swiss_roll": lambda cfg, dim: _two_d(cfg, dim, lambda: SwissRoll2D(cfg.components)),
+    "categorical": lambda cfg, dim: Categorical(dim),
+}
+
+
+def _load_user_prior(cfg: PriorConfig, dim: int) -> Prior:
+    module, _, attr = cfg.name.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise AAEError(f"option prior.name: cannot load {cfg.name!r} ({e})") from None
+    if callable(obj) and not hasattr(obj, "sample"):
+        obj = obj(dim)
+    if not callable(getattr(obj, "sample", None)):
+        raise AAEError(f"option prior.name: {cfg.name!r} has no sample(n, labels=None, "
+                       "generator=None) method")
+    if getattr(obj, "dim", dim) != dim:
+        raise AAEError(f"option prior.name: {cfg.name!r} has dim {obj.dim}, but model.code_dim "
+                       f"is {dim}")
+    return obj
 
 
 def build_prior(cfg: PriorConfig, dim: int) -> Prior:
+    if ":" in cfg.name:
+        return _load_user_prior(cfg, dim)
     try:
         make = PRIORS[cfg.name]
     except KeyError:
         raise AAEError(f"option prior.name: unknown prior {cfg.name!r}; expected one of "
-                       f"{', '.join(sorted(PRIORS))}") from None
+                       f"{', '.join(sorted(PRIORS))}, or package.module:attribute") from None
     return make(cfg, dim)

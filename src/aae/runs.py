@@ -63,7 +63,12 @@ def load_config(run: Path) -> Config:
 
 
 def build_model(cfg: Config, image_shape: tuple[int, ...]) -> AAE:
-    return AAE(image_shape, cfg.model, build_prior(cfg.prior, cfg.model.code_dim))
+    prior = build_prior(cfg.prior, cfg.model.code_dim)
+    labels = getattr(prior, "num_components", 0)
+    if cfg.model.label_conditioning and not labels:
+        raise AAEError(f"option model.label_conditioning: the {cfg.prior.name} prior has no "
+                       "components to put each label on; use prior.name = mixture or swiss_roll")
+    return AAE(image_shape, cfg.model, prior, labels)
 
 
 def load_weights(model: AAE, tensors: dict[str, torch.Tensor], source: str) -> None:

@@ -90,12 +90,14 @@ def _step(opt: torch.optim.Optimizer, loss: torch.Tensor, shard: Shard) -> None:
 
 
 def train_step(model: AAE, opts: dict[str, torch.optim.Optimizer], x: torch.Tensor,
-               prior_gen: torch.Generator, recon_kind: str = "mse", shard: Shard = SINGLE
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+               prior_gen: torch.Generator, recon_kind: str = "mse", shard: Shard = SINGLE,
+               labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One mini-batch of the paper's algorithm. Returns (scalars (5,), codes) without syncing.
 
     Under data parallelism ``x`` is this rank's slice of the global batch; prior samples are drawn
     for the global batch and sliced the same way, so K ranks compute what one process would.
+    ``labels`` (global batch, -1 = unlabelled) condition the regularizers that take labels: a
+    labelled code is compared with samples of its label's part of the prior.
     """
     # 1. reconstruction phase
     logits = model.decode_logits(model.encode(x))
@@ -105,11 +107,14 @@ def train_step(model: AAE, opts: dict[str, torch.optim.Optimizer], x: torch.Tens
     # 2. regularization phase: the updated encoder's codes serve both adversarial updates
     codes = model.encode(x)
     d_loss = g_loss = acc_p = acc_c = x.new_zeros(())
-    fakes = []
+    fakes, ys = [], []
     for reg in model.regularizers:
         z = codes[reg.code]
-        zp = shard.slice(reg.prior.sample(len(z) * shard.world, generator=prior_gen))
-        d_real, d_fake = reg(zp.to(z.device, non_blocking=True)), reg(z.detach())
+        y = labels if reg.num_labels else None
+        zp = shard.slice(reg.prior.sample(len(z) * shard.world, labels=y, generator=prior_gen))
+        y = None if y is None else shard.slice(y)
+        d_real, d_fake = reg(zp.to(z.device, non_blocking=True), y), reg(z.detach(), y)
+        ys.append(y)
         # BCE with logits written as softplus: -log sigmoid(t) = softplus(-t)
         d_loss = d_loss + F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
         acc_p = acc_p + (d_real > 0).float().mean()
@@ -120,8 +125,8 @@ def train_step(model: AAE, opts: dict[str, torch.optim.Optimizer], x: torch.Tens
     disc_params = model.discriminator_parameters()
     for p in disc_params:  # the encoder step needs gradients w.r.t. the codes only
         p.requires_grad_(False)
-    for reg, z in zip(model.regularizers, fakes):
-        g_loss = g_loss + F.softplus(-reg(z)).mean()
+    for reg, z, y in zip(model.regularizers, fakes, ys):
+        g_loss = g_loss + F.softplus(-reg(z, y)).mean()
     _step(opts["gen"], g_loss, shard)
     for p in disc_params:
         p.requires_grad_(True)
@@ -188,6 +193,7 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg, data.image_shape).to(self.device)
         self.opts = build_optimizers(self.model, cfg)
+        self.train_labels = self._label_subset() if self.model.regularizers[0].num_labels else None
         if not resume and self.shard.main:  # only now, with every input checked, is the run
             prepare_new(self.out, force)      # directory touched, and only by rank 0
             atomic_write_text(self.out / "config.toml", to_toml(cfg))
@@ -204,6 +210,21 @@ class Trainer:
             self._restore(tensors, meta)
         self._stop: int | None = None
 
+    def _label_subset(self) -> torch.Tensor:
+        """Training labels for label conditioning: all of them, or (data.labelled = N) N
+        class-balanced ones chosen by the seed, the rest -1 ("no label"). Saved in checkpoints."""
+        y = self.data.train_y
+        if y is None:
+            raise AAEError(f"option model.label_conditioning: dataset {self.cfg.data.dataset} "
+                           "has no labels")
+        n = self.cfg.data.labelled
+        if n < 0:
+            return y.clone()
+        if n > len(y):
+            raise AAEError(f"option data.labelled (--labelled): {n} labelled examples asked for, "
+                           f"but the training set has {len(y)}")
+        return balanced_subset(y, n, self.cfg.train.seed)
+
     # -- checkpoints -----------------------------------------------------------------------------
     def _tensors(self) -> dict[str, torch.Tensor]:
         t = {f"model.{k}": v for k, v in self.model.state_dict().items()}
@@ -216,6 +237,8 @@ class Trainer:
         t["rng.torch"] = torch.get_rng_state()
         t["sample_noise"] = self.sample_noise
         t["acc"] = self.acc
+        if self.train_labels is not None:
+            t["labels.train"] = self.train_labels
         return t
 
     def save_checkpoint(self) -> Path:
@@ -250,6 +273,8 @@ class Trainer:
         torch.set_rng_state(tensors["rng.torch"])
         self.sample_noise = tensors["sample_noise"]
         self.acc = tensors["acc"].to(self.device)
+        if self.train_labels is not None:
+            self.train_labels = tensors["labels.train"].to(self.device)
         _set_rng_python_numpy(meta["rng"])
         self.state = RunState(meta["epoch"], meta["step_in_epoch"], meta["global_step"],
                               meta["elapsed"], meta["epoch_seconds"], meta.get("extra", {}))
@@ -317,9 +342,11 @@ class Trainer:
         sync_every = 50
         first = s.step_in_epoch
         for i in range(first, steps):
-            x = x_all[shard.slice(perm[i * b:(i + 1) * b])]
+            idx = perm[i * b:(i + 1) * b]
+            x = x_all[shard.slice(idx)]
+            y = None if self.train_labels is None else self.train_labels[idx]
             scalars, z = train_step(model, self.opts, x, self.prior_gen, cfg.train.recon_loss,
-                                    shard)
+                                    shard, y)
             fin = torch.isfinite(scalars[:3])
             bad = torch.where((bad < 0) & ~fin, torch.full_like(bad, s.global_step + 1), bad)
             self.acc[0] += 1
@@ -380,6 +407,8 @@ class Trainer:
         self._warn_balance()
         if epoch in cfg.train.sample_epochs or epoch == cfg.train.epochs:
             path = artifacts.write_samples(self.out, self.model, self.sample_noise, epoch)
+            if cfg.model.code_dim == 2:
+                artifacts.write_latent_2d(self.out, self.model, self.data, epoch=epoch)
             if tb is not None:
                 from PIL import Image
 
@@ -435,6 +464,31 @@ class Trainer:
                                      self.cfg.train.tsne_points)
         self._log(f"test codes vs prior: {summarize_fit(fit)}")
         self._log(f"run written to {self.out}")
+
+
+def balanced_subset(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """Keep the labels of ``n`` examples, as equal a number per class as the data allows, chosen
+    at random by ``seed``; every other label becomes -1."""
+    g = torch.Generator().manual_seed(seed + 3)
+    yc = y.cpu()
+    classes = torch.unique(yc).tolist()
+    pools = {c: (yc == c).nonzero().flatten() for c in classes}
+    pools = {c: p[torch.randperm(len(p), generator=g)] for c, p in pools.items()}
+    take = {c: 0 for c in classes}
+    left = n
+    while left:  # round-robin over classes that still have examples: balanced, exact count
+        progressed = False
+        for c in classes:
+            if left and take[c] < len(pools[c]):
+                take[c] += 1
+                left -= 1
+                progressed = True
+        if not progressed:
+            break
+    keep = torch.cat([pools[c][:take[c]] for c in classes])
+    out = torch.full_like(yc, -1)
+    out[keep] = yc[keep]
+    return out.to(y.device)
 
 
 def threading_main() -> bool:
