@@ -56,3 +56,12 @@ def test_bad_toml_file(tmp_path):
 
 def test_parse_set_bare_word_is_string():
     assert parse_set("data.dataset=fashion-mnist") == {"data": {"dataset": "fashion-mnist"}}
+
+
+def test_every_preset_resolves():
+    from aae.presets import PRESETS
+
+    for name, p in PRESETS.items():
+        cfg = resolve(p.overrides)
+        assert cfg.train.epochs > 0, name
+        assert p.description and p.time_cpu, name

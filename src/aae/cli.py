@@ -136,9 +136,10 @@ def cmd_demo(a: argparse.Namespace) -> int:
 def cmd_presets(a: argparse.Namespace) -> int:  # noqa: ARG001
     from .presets import PRESETS
 
-    width = max(map(len, PRESETS))
+    width, twidth = max(map(len, PRESETS)), max(len(p.time_cpu) for p in PRESETS.values())
+    print(f"{'preset':<{width}}  {'2 CPU cores':<{twidth}}  description")
     for name, p in PRESETS.items():
-        print(f"{name:<{width}}  {p.time_cpu:>12}  {p.description}")
+        print(f"{name:<{width}}  {p.time_cpu:<{twidth}}  {p.description}")
     return 0
 
 
