@@ -38,6 +38,8 @@ def test_toml_roundtrip(tmp_path):
     (["prior.std=0"], "prior.std"),
     (["nonsense"], "expected key=value"),
     (["train.lr=nan"], "unknown option"),
+    (["model.posterior=flow"], "deterministic, gaussian, universal"),
+    (["data.labelled=-2"], "data.labelled"),
 ])
 def test_bad_values_name_the_option(sets, message):
     with pytest.raises(AAEError, match=message) as e:

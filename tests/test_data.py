@@ -9,6 +9,7 @@ import torch
 
 from aae import data
 from aae.errors import AAEError
+
 from conftest import SHARED_DATA, has_real_mnist, idx_bytes, write_idx_set
 
 

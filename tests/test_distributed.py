@@ -42,3 +42,18 @@ def test_two_processes_match_one(tmp_path):
             assert torch.allclose(a[k], b[k], rtol=1e-3, atol=1e-5), k
     single_lines = [json.loads(ln) for ln in (single / "metrics.jsonl").read_text().splitlines()]
     assert abs(single_lines[-1]["loss_recon"] - lines[-1]["loss_recon"]) < 1e-4
+
+
+def test_batch_must_split_over_processes(tiny_data, tmp_path, monkeypatch):
+    import pytest
+
+    from aae import distributed
+    from aae.errors import AAEError
+    from aae.training import Trainer
+
+    from conftest import tiny_config
+
+    monkeypatch.setattr(distributed, "setup", lambda device: (distributed.Shard(0, 3), device))
+    with pytest.raises(AAEError, match="does not split evenly over 3 processes"):
+        Trainer(tiny_config(), tmp_path / "run", data=tiny_data, quiet=True)  # batch 16
+    assert not (tmp_path / "run").exists()

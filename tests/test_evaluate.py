@@ -8,6 +8,7 @@ from scipy.stats import multivariate_normal
 from aae.classifier import frechet_distance
 from aae.evaluate import evaluate, parzen, parzen_log_likelihood
 from aae.training import Trainer
+
 from conftest import tiny_config
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from aae.config import resolve
 from aae.training import Trainer
+
 from conftest import SHARED_DATA, has_real_mnist
 
 pytestmark = [pytest.mark.slow,

@@ -10,6 +10,7 @@ from aae.errors import AAEError
 from aae.priors import Categorical, GaussianMixture2D, SwissRoll2D, Uniform, build_prior
 from aae.runs import build_model
 from aae.training import Trainer, balanced_subset
+
 from conftest import tiny_config
 
 G = lambda s=0: torch.Generator().manual_seed(s)  # noqa: E731

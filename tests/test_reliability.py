@@ -21,6 +21,7 @@ from aae.config import Config
 from aae.errors import AAEError
 from aae.runs import load_run
 from aae.training import Trainer
+
 from conftest import tiny_config
 
 TRAIN = [sys.executable, "-m", "aae", "train", "--dataset", "digits", "--quiet", "--device", "cpu",

@@ -9,6 +9,7 @@ from aae import training as train_mod
 from aae.errors import DivergenceError, Interrupted
 from aae.runs import load_run
 from aae.training import Trainer, build_optimizers, recon_loss, train_step
+
 from conftest import tiny_config
 
 
