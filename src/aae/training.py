@@ -174,9 +174,10 @@ class Trainer:
         if resume:
             saved = load_config(self.out)
             _check_resume_config(saved, cfg, self.out)
-            cfg = saved.__class__.from_dict({**saved.to_dict(), "train": {
-                **saved.to_dict()["train"], "epochs": cfg.train.epochs, "device": cfg.train.device,
-                "threads": cfg.train.threads}}).validate()
+            d = saved.to_dict()
+            d["train"].update(epochs=cfg.train.epochs, device=cfg.train.device,
+                              threads=cfg.train.threads)
+            cfg = Config.from_dict(d).validate()
             tensors, meta = ckpt.latest(self.out / "checkpoints")
         self.cfg = cfg
         # everything that can fail on user input happens before the run directory is touched
@@ -208,6 +209,8 @@ class Trainer:
         self.state = RunState()
         if resume:
             self._restore(tensors, meta)
+            if self.shard.main:  # a resume may extend the run's epochs
+                atomic_write_text(self.out / "config.toml", to_toml(cfg))
         self._stop: int | None = None
 
     def _label_subset(self) -> torch.Tensor:
@@ -226,11 +229,9 @@ class Trainer:
         return balanced_subset(y, n, self.cfg.train.seed)
 
     # -- checkpoints -----------------------------------------------------------------------------
-    def _tensors(self) -> dict[str, torch.Tensor]:
+    def _tensors(self, optim_tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         t = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        for ph, opt in self.opts.items():
-            ot, _ = ckpt.flatten_optimizer(opt, f"optim.{ph}")
-            t.update(ot)
+        t.update(optim_tensors)
         t["rng.data"] = self.data_gen.get_state()
         t["rng.data_epoch"] = self.epoch_data_state
         t["rng.prior"] = self.prior_gen.get_state()
@@ -245,15 +246,18 @@ class Trainer:
         s = self.state
         folder = self.out / "checkpoints"
         stem = f"epoch_{s.epoch:04d}" + (f"_step_{s.step_in_epoch:06d}" if s.step_in_epoch else "")
+        optim_tensors, optim_plain = {}, {}
+        for ph, opt in self.opts.items():
+            optim_tensors_ph, optim_plain[ph] = ckpt.flatten_optimizer(opt, f"optim.{ph}")
+            optim_tensors.update(optim_tensors_ph)
         meta = {
             "epoch": s.epoch, "step_in_epoch": s.step_in_epoch, "global_step": s.global_step,
             "elapsed": s.elapsed, "epoch_seconds": s.epoch_seconds, "extra": s.extra,
             "image_shape": list(self.data.image_shape), "config": self.cfg.to_dict(),
-            "optim": {ph: ckpt.flatten_optimizer(o, f"optim.{ph}")[1]
-                      for ph, o in self.opts.items()},
+            "optim": optim_plain,
             "rng": _rng_python_numpy(), "torch_version": torch.__version__,
         }
-        path = ckpt.save(folder, stem, self._tensors(), meta)
+        path = ckpt.save(folder, stem, self._tensors(optim_tensors), meta)
         every = self.cfg.train.checkpoint_every
         keep = {stem} | {p.stem for p in folder.glob("epoch_*.json")
                          if p.stem.count("_") == 1 and int(p.stem[6:]) % every == 0}
