@@ -30,41 +30,44 @@ from flops import linear_shapes, step_flops  # noqa: E402
 from reference import ReferenceAAE  # noqa: E402
 
 
-def timed(fn, batch: int, seconds: float, repeats: int = 5) -> float:
-    """Median images/s over ``repeats`` windows of about ``seconds / repeats`` each."""
-    for _ in range(3):
-        fn()
-    t0 = time.perf_counter()
-    fn()
-    one = time.perf_counter() - t0
-    per = max(1, int(seconds / repeats / max(one, 1e-6)))
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(per):
+def timed(fns, batch: int, seconds: float, repeats: int = 7) -> list[float]:
+    """Median images/s of each function over ``repeats`` windows, the functions' windows
+    interleaved (a, b, a, b, ...) so that all of them see the same state of a shared machine."""
+    pers = []
+    for fn in fns:
+        for _ in range(3):  # warm-up
             fn()
-        rates.append(per * batch / (time.perf_counter() - t0))
-    return statistics.median(rates)
+        t0 = time.perf_counter()
+        fn()
+        pers.append(max(1, int(seconds / repeats / max(time.perf_counter() - t0, 1e-6))))
+    rates: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, per, out in zip(fns, pers, rates):
+            t0 = time.perf_counter()
+            for _ in range(per):
+                fn()
+            out.append(per * batch / (time.perf_counter() - t0))
+    return [statistics.median(r) for r in rates]
 
 
-def ceiling(model, batch: int, seconds: float) -> float:
-    """Images/s if the step were nothing but its matrix products (same shapes, same order)."""
+def ceiling(model, batch: int):
+    """A function running only the step's matrix products (same shapes, same order): its images/s
+    is the ceiling of the step on this machine."""
     enc, dec = linear_shapes(model.encoder), linear_shapes(model.decoder)
     disc = linear_shapes(model.regularizers[0].discriminator)
     ops = []  # (m, k, n) for an (m x k) @ (k x n) product
 
-    def passes(shapes, wgrad, igrad, first_igrad, count=1):
-        for _ in range(count):
-            for k, (i, o) in enumerate(shapes):
-                ops.append((batch, i, o))  # forward
-                if wgrad:
-                    ops.append((i, batch, o))  # dW = x^T @ dy
-                if igrad and (k > 0 or first_igrad):
-                    ops.append((batch, o, i))  # dx = dy @ W
+    def passes(shapes, wgrad, igrad, first_igrad, rows=batch):
+        for k, (i, o) in enumerate(shapes):
+            ops.append((rows, i, o))  # forward
+            if wgrad:
+                ops.append((i, rows, o))  # dW = x^T @ dy
+            if igrad and (k > 0 or first_igrad):
+                ops.append((rows, o, i))  # dx = dy @ W
 
     passes(enc, True, True, False)
     passes(dec, True, True, True)
-    passes(disc, True, True, False, count=2)
+    passes(disc, True, True, False, rows=2 * batch)  # prior samples and codes in one pass
     passes(disc, False, True, True)
     passes(enc, True, True, False)
     mats = [(torch.randn(m, k), torch.randn(k, n)) for m, k, n in ops]
@@ -74,7 +77,7 @@ def ceiling(model, batch: int, seconds: float) -> float:
         for (a, b), o in zip(mats, out):
             torch.mm(a, b, out=o)
 
-    return timed(run, batch, seconds)
+    return run
 
 
 def measure(cfg, batch: int, seconds: float) -> dict:
@@ -88,10 +91,10 @@ def measure(cfg, batch: int, seconds: float) -> dict:
         i = next(starts) % (len(x_all) - batch)
         return x_all[i:i + batch]
 
-    ours = timed(lambda: train_step(model, opts, batch_x(), gen), batch, seconds)
     ref_model = ReferenceAAE()
-    ref = timed(lambda: ref_model.step(batch_x()), batch, seconds)
-    ceil = ceiling(model, batch, seconds)
+    ours, ref, ceil = timed([lambda: train_step(model, opts, batch_x(), gen),
+                             lambda: ref_model.step(batch_x()), ceiling(model, batch)],
+                            batch, seconds)
     fl = step_flops(model)
     return {"variant": "unsupervised", "batch": batch, "images_per_s": round(ours),
             "reference_images_per_s": round(ref), "speedup": round(ours / ref, 2),
@@ -103,7 +106,7 @@ def measure(cfg, batch: int, seconds: float) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 256, 1024])
-    ap.add_argument("--seconds", type=float, default=4.0, help="timed seconds per measurement")
+    ap.add_argument("--seconds", type=float, default=6.0, help="timed seconds per measurement")
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     a = ap.parse_args()
     torch.manual_seed(0)

@@ -28,7 +28,7 @@ def test_gaussian_log_prob_matches_scipy():
 
 
 def test_unknown_prior():
-    with pytest.raises(AAEError, match="unknown prior 'banana'; expected one of gaussian"):
+    with pytest.raises(AAEError, match="unknown prior 'banana'; expected one of categorical, gaussian"):
         build_prior(PriorConfig(name="banana"), 2)
 
 

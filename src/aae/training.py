@@ -56,11 +56,15 @@ def select_device(name: str) -> torch.device:
 
 
 def build_optimizer(params: list[torch.nn.Parameter], o: OptimConfig) -> torch.optim.Optimizer:
-    if o.name == "adam":
-        return torch.optim.Adam(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay,
-                                foreach=True)
-    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
-                           foreach=True)
+    """Adam or SGD, fused (one kernel over all parameters) where torch has it for the device:
+    on 2 CPU cores fused Adam steps the 3.6 M autoencoder parameters in 1.4 ms against 8.5 ms for
+    the multi-tensor version (see docs/performance.md)."""
+    kind, kw = (torch.optim.Adam, {"betas": tuple(o.betas)}) if o.name == "adam" else (
+        torch.optim.SGD, {"momentum": o.momentum})
+    try:
+        return kind(params, lr=o.lr, weight_decay=o.weight_decay, fused=True, **kw)
+    except (RuntimeError, ValueError, TypeError):  # no fused kernel for this device or dtype
+        return kind(params, lr=o.lr, weight_decay=o.weight_decay, foreach=True, **kw)
 
 
 def lr_at(o: OptimConfig, epoch: int, epochs: int) -> float:
@@ -113,7 +117,9 @@ def train_step(model: AAE, opts: dict[str, torch.optim.Optimizer], x: torch.Tens
         y = labels if reg.num_labels else None
         zp = shard.slice(reg.prior.sample(len(z) * shard.world, labels=y, generator=prior_gen))
         y = None if y is None else shard.slice(y)
-        d_real, d_fake = reg(zp.to(z.device, non_blocking=True), y), reg(z.detach(), y)
+        # one discriminator pass over prior samples and codes together (larger products)
+        both = torch.cat([zp.to(z.device, non_blocking=True), z.detach()])
+        d_real, d_fake = reg(both, None if y is None else torch.cat([y, y])).chunk(2)
         ys.append(y)
         # BCE with logits written as softplus: -log sigmoid(t) = softplus(-t)
         d_loss = d_loss + F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
