@@ -89,7 +89,7 @@ def test_train_sample_encode_plot(tmp_path):
     from PIL import Image
 
     with Image.open(tmp_path / "s.png") as im:
-        assert im.size == (2 * (10 * 10 + 2), 2 * (2 * 10 + 2))  # 16 digits of 8x8: 10 + 6
+        assert im.size == (7 * (10 * 10 + 2), 7 * (2 * 10 + 2))  # 16 8x8 digits, x7: 10 + 6
 
     r = aae("encode", run, "--split", "test", "--out", tmp_path / "codes.npz")
     assert r.returncode == 0, r.stderr

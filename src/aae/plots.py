@@ -26,10 +26,12 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def image_grid(images: np.ndarray, nrow: int = 10, pad: int = 2, scale: int = 2) -> np.ndarray:
-    """(N, C, H, W) floats in [0, 1] -> one uint8 image (rows of ``nrow``) with a white border."""
+def image_grid(images: np.ndarray, nrow: int = 10, pad: int = 2, scale: int = 0) -> np.ndarray:
+    """(N, C, H, W) floats in [0, 1] -> one uint8 image (rows of ``nrow``) with a white border,
+    enlarged by whole pixels (``scale``; default: tiles of at least 56 pixels)."""
     images = np.clip(np.asarray(images, dtype=np.float32), 0, 1)
     n, c, h, w = images.shape
+    scale = scale or max(1, -(-56 // max(h, w)))
     ncol = nrow
     nrows = -(-n // ncol)
     grid = np.ones((c, nrows * (h + pad) + pad, ncol * (w + pad) + pad), dtype=np.float32)

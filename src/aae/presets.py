@@ -24,7 +24,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "demo-digits": Preset(
         "the demo on scikit-learn's bundled 8x8 digits (offline fallback of make demo)",
-        "about 1 min",
+        "about 2 min",
         {"data": {"dataset": "digits"},
          "train": {"epochs": 150, "sample_epochs": [0, 10, 50, 150], "checkpoint_every": 50}},
     ),

@@ -532,8 +532,9 @@ def _progress(steps: int, epoch: int, epochs: int, start: int, quiet: bool):
         return None
     from tqdm import tqdm
 
+    # disable=None: no bar when stderr is not a terminal (logs keep the one line per epoch)
     return tqdm(total=steps, initial=start, desc=f"epoch {epoch}/{epochs}", unit="step",
-                leave=False, mininterval=0.5, dynamic_ncols=True, file=sys.stderr)
+                leave=False, mininterval=0.5, dynamic_ncols=True, file=sys.stderr, disable=None)
 
 
 def _read_metrics(path: Path) -> list[dict[str, Any]]:
