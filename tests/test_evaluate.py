@@ -72,3 +72,20 @@ def test_evaluate_run_writes_eval_json(tiny_data, tmp_path, monkeypatch):
     assert out["quality"]["classifier"]["test_accuracy"] > 0.85
     assert sum(out["quality"]["class_histogram"]) == 10000
     assert ev.METRICS  # the registry later variants extend
+
+
+def test_classifier_is_cached_verified_and_deterministic(tmp_path):
+    from aae import classifier, data
+
+    d = data.load("digits")
+    m1, info1 = classifier.get_classifier(d)
+    folder = data.cache_dir() / "classifier"
+    (wpath,) = folder.glob("*.safetensors")
+    stamp = wpath.stat().st_mtime_ns
+    m2, info2 = classifier.get_classifier(d)  # from the cache: same file, same weights
+    assert info2 == info1 and wpath.stat().st_mtime_ns == stamp
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
+    wpath.write_bytes(b"damaged")  # a damaged cache is retrained, to the same weights
+    m3, info3 = classifier.get_classifier(d)
+    assert info3["sha256"] == info1["sha256"] and info1["test_accuracy"] > 0.9
