@@ -44,8 +44,10 @@ PRESETS: dict[str, Preset] = {
         f"paper figure {fig}: each digit on its own {part} of a 2-D {what} prior, "
         f"{'all' if n < 0 else n} training labels given to the discriminator",
         "about 10 min (est.)",
+        # a label-conditioned discriminator wins at the default encoder rate (5e-4): on MNIST
+        # with 10 000 labels only 12% of test codes reached their component; at 1e-3, 94%
         {"model": {"code_dim": 2, "label_conditioning": True}, "prior": {"name": prior},
-         "data": {"labelled": n},
+         "data": {"labelled": n}, "optim": {"gen": {"lr": 1e-3}},
          "train": {"epochs": 20, "sample_epochs": [0, 1, 5, 10, 20], "tsne_points": 0}},
     ) for fig, n in ((3, -1), (4, 10000))
       for prior, what, part in (("mixture", "mixture-of-10-Gaussians", "component"),
