@@ -110,6 +110,8 @@ class ImageData:
 
 def _read_maybe_gz(path: Path) -> bytes:
     try:
+        if path.stat().st_size > MAX_IDX_BYTES + 64:
+            raise AAEError(f"{path}: larger than {MAX_IDX_BYTES} bytes; refusing it")
         raw = path.read_bytes()
     except OSError as e:
         raise AAEError(f"{path}: cannot be read ({e.strerror or e})") from None
