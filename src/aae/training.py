@@ -16,8 +16,6 @@ so the loop never waits for the host.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import random
 import signal
 import sys
@@ -558,13 +556,6 @@ def _truncate_metrics(path: Path, epoch: int) -> None:
     """On resume, drop lines of epochs after the checkpoint (they will be trained again)."""
     lines = [ln for ln in _read_metrics(path) if ln.get("epoch", 0) <= epoch]
     atomic_write_text(path, "".join(json.dumps(ln) + "\n" for ln in lines))
-
-
-def hardware() -> dict[str, Any]:
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "machine": platform.machine(), "cpus": os.cpu_count(),
-            "threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
 def train(cfg: Config, out: str | Path, **kw) -> dict[str, Any]:
