@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aae import checkpoint as ckpt
 from aae import data as data_mod
 from aae import presets
@@ -22,6 +24,7 @@ from aae.config import resolve
 from aae.metrics import latent_fit
 from aae.runs import build_model, load_weights
 from aae.training import Trainer
+from results import finished, record  # noqa: E402
 
 PRESETS = ["fig2-gaussian", "fig2-mixture", "fig2-swissroll", "fig3-mixture", "fig3-swissroll",
            "fig4-mixture", "fig4-swissroll"]
@@ -36,8 +39,7 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
-    done = {json.loads(ln)["preset"] for ln in results.read_text().splitlines()} \
-        if results.exists() else set()
+    done = finished(results, "preset")
     for name in a.presets:
         if name in done:
             continue
@@ -56,9 +58,7 @@ def main() -> None:
         row = {"preset": name, "limit": a.limit, "epochs": cfg.train.epochs,
                "mmd2_before": before["mmd2"], "mmd2_after": after["mmd2"],
                "assignment": after.get("assignment"), "seconds": round(seconds)}
-        with results.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        print(json.dumps(row), flush=True)
+        record(results, row)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
 
 from aae.config import resolve
 from aae.training import Trainer, recon_loss
+from results import finished, record  # noqa: E402
 
 RECIPES = {
     # learning rates of the three phases (reconstruction / discriminator / encoder as generator),
@@ -46,8 +49,7 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
-    done = {json.loads(ln)["recipe"] for ln in results.read_text().splitlines()} \
-        if results.exists() else set()
+    done = finished(results, "recipe")
     for i, (name, sets) in enumerate(RECIPES.items()):
         if name in done:
             continue
@@ -68,9 +70,7 @@ def main() -> None:
                "std_min": min(fit["std"]), "std_max": max(fit["std"]), "max_ks": max(fit["ks"]),
                "disc_acc": last["disc_acc"], "seconds": round(time.time() - t0, 1),
                "run": str(out / f"recipe{i}")}
-        with results.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        print(json.dumps(row), flush=True)
+        record(results, row)
     print("| recipe | test MSE | MMD^2 | max abs mean | std range | max KS | D acc |")
     print("|---|---|---|---|---|---|---|")
     for ln in results.read_text().splitlines():

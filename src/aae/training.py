@@ -412,7 +412,7 @@ class Trainer:
         if tb is not None:
             for k in (*LOSSES, "disc_acc_prior", "disc_acc_code", "images_per_s"):
                 tb.add_scalar(k, line[k], epoch)
-        self._warn_balance()
+        self._warn_balance(line)
         if epoch in cfg.train.sample_epochs or epoch == cfg.train.epochs:
             path = artifacts.write_samples(self.out, self.model, self.sample_noise, epoch)
             if cfg.model.code_dim == 2:
@@ -456,12 +456,13 @@ class Trainer:
                if shard.world > 1 else {}),
         }
 
-    def _warn_balance(self) -> None:
+    def _warn_balance(self, line: dict[str, Any]) -> None:
         """Users' most common failure: one side of the game wins for good. Say so, once."""
-        lines = _read_metrics(self.out / "metrics.jsonl")[-3:]
-        if len(lines) < 3 or self.state.extra.get("warned"):
+        accs = self.state.extra.setdefault("recent_disc_acc", [])  # kept in memory and checkpoints
+        accs.append(line["disc_acc"])
+        del accs[:-3]
+        if len(accs) < 3 or self.state.extra.get("warned"):
             return
-        accs = [ln["disc_acc"] for ln in lines]
         if min(accs) > 0.97:
             self._log("warning: the discriminator has been winning (accuracy > 0.97) for 3 "
                       "epochs: the codes do not match the prior; lower optim.disc.lr")
