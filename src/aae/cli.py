@@ -40,6 +40,15 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--posterior", help="q(z|x): deterministic | gaussian | universal")
     t.add_argument("--labelled", type=int, metavar="N",
                    help="label conditioning: keep labels on N class-balanced images (-1: all)")
+    t.add_argument("--disc-groups", type=int, metavar="N",
+                   help="split each batch into N groups, one discriminator each (1: plain AAE)")
+    t.add_argument("--group-split", help="random (fresh groups every step) | shard (fixed shards)")
+    t.add_argument("--disc-aggregate",
+                   help="how the encoder combines the groups' verdicts: mean | softmax | max | "
+                        "median | trimmed | dropout")
+    t.add_argument("--disc-input", help="group (discriminator k sees group k) | full (the batch)")
+    t.add_argument("--reject-quantile", type=float, metavar="Q",
+                   help="likelihood rejection: drop each step's least likely fraction Q of codes")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     t.add_argument("--force", action="store_true", help="replace the run already in --out")
     t.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
@@ -81,7 +90,12 @@ def _overrides(a: argparse.Namespace) -> dict:
                                ("batch_size", "train", "batch_size"), ("device", "train", "device"),
                                ("dataset", "data", "dataset"), ("data_dir", "data", "data_dir"),
                                ("limit", "data", "limit"), ("prior", "prior", "name"),
-                               ("posterior", "model", "posterior"), ("labelled", "data", "labelled")):
+                               ("posterior", "model", "posterior"), ("labelled", "data", "labelled"),
+                               ("disc_groups", "model", "disc_groups"),
+                               ("group_split", "model", "group_split"),
+                               ("disc_aggregate", "model", "disc_aggregate"),
+                               ("disc_input", "model", "disc_input"),
+                               ("reject_quantile", "model", "reject_quantile")):
         v = getattr(a, key, None)
         if v is not None:
             o.setdefault(section, {})[name] = v

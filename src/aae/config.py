@@ -21,6 +21,8 @@ from typing import Any
 
 from .errors import AAEError
 
+AGGREGATES = ("mean", "softmax", "max", "median", "trimmed", "dropout")
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
@@ -49,6 +51,20 @@ class ModelConfig:
     noise_dim: int = 8  # universal: size of the noise appended to the encoder's input
     eval_draws: int = 16  # universal: noise draws averaged when encoding for evaluation
     label_conditioning: bool = False  # the discriminator also sees the label (figure 3)
+    # grouped discriminators (the seed's question; aae.groups, docs/outliers.md)
+    disc_groups: int = 1  # N: split each batch into N groups, one discriminator each; 1 = plain
+    group_split: str = "random"  # random: fresh groups every step | shard: fixed dataset shards
+    # how the encoder's adversarial loss combines the N per-group losses
+    disc_aggregate: str = "mean"  # mean | softmax | max | median | trimmed | dropout
+    disc_temperature: float = 1.0  # softmax: weights softmax(temperature * loss), as GMAN
+    disc_trim: float = 0.25  # trimmed: drop this fraction of groups at each end, in [0, 0.5)
+    disc_keep: float = 0.5  # dropout: the probability that a group's loss is kept each step
+    disc_input: str = "group"  # group: discriminator k sees group k | full: every one the batch
+    disc_shared: bool = False  # one discriminator for all groups (the median-of-means control)
+    # total: the N discriminators together have about one discriminator's parameters (hidden
+    # widths / sqrt(N)) | each: every discriminator has disc_hidden
+    disc_budget: str = "total"
+    reject_quantile: float = 0.0  # > 0: drop each step's least likely codes under the prior
 
 
 @dataclass
@@ -232,6 +248,26 @@ def _validate(cfg: Config) -> None:
     need(m.eval_draws > 0, "model.eval_draws", "an integer > 0", m.eval_draws)
     need(cfg.data.labelled >= -1, "data.labelled (--labelled)", "an integer >= 0, or -1 for all",
          cfg.data.labelled)
+    need(m.disc_groups >= 1, "model.disc_groups (--disc-groups)", "an integer >= 1", m.disc_groups)
+    need(m.disc_groups <= t.batch_size, "model.disc_groups (--disc-groups)",
+         f"at most train.batch_size = {t.batch_size} groups (each needs an example)", m.disc_groups)
+    need(m.group_split in ("random", "shard"), "model.group_split (--group-split)",
+         "one of random, shard", m.group_split)
+    need(m.group_split == "random" or t.batch_size % m.disc_groups == 0,
+         "model.group_split (--group-split)",
+         f"random, or a train.batch_size divisible by model.disc_groups = {m.disc_groups}",
+         m.group_split)
+    need(m.disc_aggregate in AGGREGATES, "model.disc_aggregate (--disc-aggregate)",
+         f"one of {', '.join(AGGREGATES)}", m.disc_aggregate)
+    need(m.disc_temperature >= 0, "model.disc_temperature", "a number >= 0", m.disc_temperature)
+    need(0 <= m.disc_trim < 0.5, "model.disc_trim", "a fraction in [0, 0.5)", m.disc_trim)
+    need(0 < m.disc_keep <= 1, "model.disc_keep", "a probability in (0, 1]", m.disc_keep)
+    need(m.disc_input in ("group", "full"), "model.disc_input (--disc-input)", "one of group, full",
+         m.disc_input)
+    need(m.disc_budget in ("total", "each"), "model.disc_budget", "one of total, each",
+         m.disc_budget)
+    need(0 <= m.reject_quantile < 1, "model.reject_quantile (--reject-quantile)",
+         "a fraction in [0, 1)", m.reject_quantile)
     need(t.recon_loss != "bce" or m.output == "sigmoid", "train.recon_loss",
          "mse when model.output is linear (bce needs outputs in [0, 1])", t.recon_loss)
     for name in ("std", "half_width", "radius", "std_radial", "std_tangential"):

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
+from .groups import StackedMLP, aggregate, group_means, to_groups
 from .priors import Prior
 
 
@@ -39,21 +40,114 @@ class Regularizer(nn.Module):
 
     With ``num_labels`` = K > 0 the discriminator also sees a one-hot label of K + 1 slots, the
     last meaning "no label" (paper section 2.3, figure 3).
+
+    With ``cfg.disc_groups`` = N > 1 the batch is split into N groups (:mod:`aae.groups`): by
+    default N independent discriminators (one stacked module), discriminator k trained on group k
+    only, and the encoder's loss an aggregate of the N per-group losses. ``disc_input = "full"``
+    shows every discriminator the whole batch; ``disc_shared`` keeps one discriminator and
+    aggregates its per-group losses (median-of-means). N = 1 is the plain AAE, op for op.
     """
 
-    def __init__(self, code: str, prior: Prior, discriminator: nn.Module, num_labels: int = 0):
+    def __init__(self, code: str, prior: Prior, dim: int, cfg: ModelConfig, num_labels: int = 0):
         super().__init__()
         self.code = code
         self.prior = prior
-        self.discriminator = discriminator
         self.num_labels = num_labels
+        self.groups = cfg.disc_groups
+        self.cfg = cfg
+        n_in = dim + (num_labels + 1 if num_labels else 0)
+        self.stacked = self.groups > 1 and not cfg.disc_shared
+        if self.stacked:
+            hidden = cfg.disc_hidden
+            if cfg.disc_budget == "total":  # N discriminators with about the parameters of one
+                hidden = [max(1, round(h / math.sqrt(self.groups))) for h in hidden]
+            self.discriminator: nn.Module = StackedMLP(self.groups, [n_in, *hidden, 1], cfg.init_std)
+        else:
+            self.discriminator = mlp([n_in, *cfg.disc_hidden, 1], cfg.init_std)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Discriminator logits (N,): positive means 'a prior sample'."""
+    def _input(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         if self.num_labels:
             slot = torch.where(labels >= 0, labels, torch.full_like(labels, self.num_labels))
             z = torch.cat([z, F.one_hot(slot, self.num_labels + 1).to(z.dtype)], dim=-1)
-        return self.discriminator(z).squeeze(-1)
+        return z
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Discriminator logits, positive meaning 'a prior sample'. Plain or shared: (B, d) ->
+        (B,). Stacked: (N, g, d) -> (N, g), group k through discriminator k; a (B, d) input goes
+        through all N discriminators -> (N, B)."""
+        h = self._input(z, labels)
+        if self.stacked and h.dim() == 2:
+            h = h.expand(self.groups, *h.shape)
+        return self.discriminator(h).squeeze(-1)
+
+    def _grouped(self, t: torch.Tensor | None, fill: float = 0.0):
+        return (None, None) if t is None else to_groups(t, self.groups, fill)
+
+    def disc_losses(self, zp: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None = None,
+                    keep: torch.Tensor | None = None):
+        """The discriminator phase on prior samples ``zp`` and (detached) codes ``z``.
+
+        Returns (loss to step on, loss to log, accuracy on prior samples, accuracy on codes).
+        ``keep`` (B,) bool drops examples (likelihood rejection) from the code side."""
+        y2 = None if labels is None else torch.cat([labels, labels])
+        if not self.stacked and keep is None:
+            # one pass over prior samples and codes together (larger products)
+            d_real, d_fake = self(torch.cat([zp, z]), y2).chunk(2)
+            loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+            return loss, loss, (d_real > 0).float().mean(), (d_fake < 0).float().mean()
+        if not self.stacked:
+            d_real, d_fake = self(torch.cat([zp, z]), y2).chunk(2)
+            w = keep.to(z.dtype)
+            loss = F.softplus(-d_real).mean() + (F.softplus(d_fake) * w).sum() / w.sum()
+            return loss, loss, (d_real > 0).float().mean(), ((d_fake < 0).float() * w).sum() / w.sum()
+        if self.cfg.disc_input == "full":  # every discriminator judges the whole batch
+            out = self(torch.cat([zp, z]), y2)  # (N, 2B)
+            d_real, d_fake = out.chunk(2, dim=1)
+            mask = torch.ones_like(d_fake, dtype=torch.bool)
+            mask_c = mask if keep is None else mask & keep
+        else:
+            gp, mask = self._grouped(zp)
+            gz, _ = self._grouped(z)
+            gy, _ = self._grouped(labels, -1)
+            g = gp.shape[1]
+            out = self(torch.cat([gp, gz], 1), None if gy is None else torch.cat([gy, gy], 1))
+            d_real, d_fake = out[:, :g], out[:, g:]
+            mask_c = mask if keep is None else mask & self._grouped(keep, False)[0]
+        per = group_means(F.softplus(-d_real), mask) + group_means(F.softplus(d_fake), mask_c)
+        acc_p = group_means((d_real > 0).float(), mask).mean()
+        acc_c = group_means((d_fake < 0).float(), mask_c).mean()
+        # each discriminator steps on its own loss; the log shows their mean
+        return per.sum(), per.mean(), acc_p, acc_c
+
+    def gen_loss(self, z: torch.Tensor, labels: torch.Tensor | None = None,
+                 keep: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """The encoder's adversarial loss on codes ``z`` (the discriminators frozen)."""
+        if self.groups == 1:
+            if keep is None:
+                return F.softplus(-self(z, labels)).mean()
+            w = keep.to(z.dtype)
+            return (F.softplus(-self(z, labels)) * w).sum() / w.sum()
+        c = self.cfg
+        if self.stacked and c.disc_input == "full":
+            vals = F.softplus(-self(z, labels))  # (N, B)
+            mask = torch.ones_like(vals, dtype=torch.bool) if keep is None else keep.expand_as(vals)
+        elif self.stacked:
+            gz, mask = self._grouped(z)
+            gy, _ = self._grouped(labels, -1)
+            vals = F.softplus(-self(gz, gy))
+        else:  # one shared discriminator, its per-example losses grouped
+            vals, mask = self._grouped(F.softplus(-self(z, labels)))
+        if keep is not None and c.disc_input != "full":
+            mask = mask & self._grouped(keep, False)[0]
+        return aggregate(group_means(vals, mask), c.disc_aggregate, c.disc_temperature,
+                         c.disc_trim, c.disc_keep, generator)
+
+    @torch.no_grad()
+    def score(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-code probability of 'a prior sample', averaged over the discriminators (B,)."""
+        p = torch.sigmoid(self(z, labels))
+        return p.mean(0) if self.stacked else p
 
 
 class AAE(nn.Module):
@@ -73,10 +167,7 @@ class AAE(nn.Module):
         self.decoder = mlp([d, *cfg.decoder_hidden, in_dim], cfg.init_std)
         self.decoder_inputs = ["z"]
         labels = num_labels if cfg.label_conditioning else 0
-        self.regularizers = nn.ModuleList(
-            [Regularizer("z", prior, mlp([d + (labels + 1 if labels else 0), *cfg.disc_hidden, 1],
-                                         cfg.init_std), labels)]
-        )
+        self.regularizers = nn.ModuleList([Regularizer("z", prior, d, cfg, labels)])
 
     # -- forward pieces -------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

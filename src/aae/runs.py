@@ -68,6 +68,13 @@ def build_model(cfg: Config, image_shape: tuple[int, ...]) -> AAE:
     if cfg.model.label_conditioning and not labels:
         raise AAEError(f"option model.label_conditioning: the {cfg.prior.name} prior has no "
                        "components to put each label on; use prior.name = mixture or swiss_roll")
+    if cfg.model.reject_quantile > 0:
+        try:
+            prior.log_prob(torch.zeros(1, cfg.model.code_dim))
+        except NotImplementedError:
+            raise AAEError(f"option model.reject_quantile: the {cfg.prior.name} prior has no "
+                           "density to reject unlikely codes by; use a gaussian, uniform or "
+                           "mixture prior") from None
     return AAE(image_shape, cfg.model, prior, labels)
 
 

@@ -77,11 +77,29 @@ def build_optimizers(model: AAE, cfg: Config) -> dict[str, torch.optim.Optimizer
     return {ph: build_optimizer(groups[ph], cfg.optim[ph]) for ph in PHASES}
 
 
-def recon_loss(model: AAE, logits: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
+def recon_loss(model: AAE, logits: torch.Tensor, x: torch.Tensor, kind: str,
+               keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean reconstruction loss; with ``keep`` (B,) bool, the mean over the kept examples."""
     target = x.flatten(1)
+    red = "mean" if keep is None else "none"
     if kind == "bce":
-        return F.binary_cross_entropy_with_logits(logits, target)
-    return F.mse_loss(model.output(logits), target)
+        loss = F.binary_cross_entropy_with_logits(logits, target, reduction=red)
+    else:
+        loss = F.mse_loss(model.output(logits), target, reduction=red)
+    if keep is None:
+        return loss
+    w = keep.to(loss.dtype)
+    return (loss.mean(1) * w).sum() / w.sum()
+
+
+def reject(model: AAE, codes: dict[str, torch.Tensor], quantile: float) -> torch.Tensor | None:
+    """Likelihood rejection (Beggel et al. 2019): keep the examples whose codes are at least as
+    likely under the first regularizer's prior as the ``quantile`` of this batch. None: keep all."""
+    if quantile <= 0:
+        return None
+    reg = model.regularizers[0]
+    logp = reg.prior.log_prob(codes[reg.code].detach())
+    return logp >= torch.quantile(logp, quantile)
 
 
 def _step(opt: torch.optim.Optimizer, loss: torch.Tensor, shard: Shard) -> None:
@@ -102,27 +120,26 @@ def train_step(model: AAE, opts: dict[str, torch.optim.Optimizer], x: torch.Tens
     labelled code is compared with samples of its label's part of the prior.
     """
     # 1. reconstruction phase
-    logits = model.decode_logits(model.encode(x))
-    rec = recon_loss(model, logits, x, recon_kind)
+    codes = model.encode(x)
+    keep = reject(model, codes, model.cfg.reject_quantile)
+    logits = model.decode_logits(codes)
+    rec = recon_loss(model, logits, x, recon_kind, keep)
     _step(opts["recon"], rec, shard)
 
     # 2. regularization phase: the updated encoder's codes serve both adversarial updates
     codes = model.encode(x)
-    d_loss = g_loss = acc_p = acc_c = x.new_zeros(())
+    d_loss = d_log = g_loss = acc_p = acc_c = x.new_zeros(())
     fakes, ys = [], []
     for reg in model.regularizers:
         z = codes[reg.code]
         y = labels if reg.num_labels else None
         zp = shard.slice(reg.prior.sample(len(z) * shard.world, labels=y, generator=prior_gen))
         y = None if y is None else shard.slice(y)
-        # one discriminator pass over prior samples and codes together (larger products)
-        both = torch.cat([zp.to(z.device, non_blocking=True), z.detach()])
-        d_real, d_fake = reg(both, None if y is None else torch.cat([y, y])).chunk(2)
+        loss, log, a_p, a_c = reg.disc_losses(zp.to(z.device, non_blocking=True), z.detach(), y,
+                                              keep)
+        d_loss, d_log = d_loss + loss, d_log + log
+        acc_p, acc_c = acc_p + a_p, acc_c + a_c
         ys.append(y)
-        # BCE with logits written as softplus: -log sigmoid(t) = softplus(-t)
-        d_loss = d_loss + F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
-        acc_p = acc_p + (d_real > 0).float().mean()
-        acc_c = acc_c + (d_fake < 0).float().mean()
         fakes.append(z)
     _step(opts["disc"], d_loss, shard)
 
@@ -130,13 +147,13 @@ def train_step(model: AAE, opts: dict[str, torch.optim.Optimizer], x: torch.Tens
     for p in disc_params:  # the encoder step needs gradients w.r.t. the codes only
         p.requires_grad_(False)
     for reg, z, y in zip(model.regularizers, fakes, ys):
-        g_loss = g_loss + F.softplus(-reg(z, y)).mean()
+        g_loss = g_loss + reg.gen_loss(z, y, keep, prior_gen)
     _step(opts["gen"], g_loss, shard)
     for p in disc_params:
         p.requires_grad_(True)
 
     k = len(model.regularizers)
-    scalars = torch.stack([rec.detach(), d_loss.detach(), g_loss.detach(), acc_p / k, acc_c / k])
+    scalars = torch.stack([rec.detach(), d_log.detach(), g_loss.detach(), acc_p / k, acc_c / k])
     return scalars, codes[model.regularizers[0].code].detach()
 
 
@@ -191,6 +208,9 @@ class Trainer:
         if cfg.train.batch_size > n:
             raise AAEError(f"option train.batch_size: {cfg.train.batch_size} is larger than the "
                            f"{n} training images")
+        if cfg.model.disc_groups > 1 and self.shard.world > 1:
+            raise AAEError("option model.disc_groups (--disc-groups): grouped discriminators run "
+                           "in one process; under torchrun use disc_groups = 1")
         if cfg.train.batch_size % self.shard.world:
             raise AAEError(f"option train.batch_size: {cfg.train.batch_size} does not split evenly "
                            f"over {self.shard.world} processes")
@@ -331,15 +351,15 @@ class Trainer:
             for g in opt.param_groups:
                 g["lr"] = lr_at(cfg.optim[ph], epoch, cfg.train.epochs)
         x_all = self.data.train_x
-        n, b = len(x_all), cfg.train.batch_size
-        steps = n // b  # drop the last partial batch: every step sees a full batch
+        b = cfg.train.batch_size
         if s.step_in_epoch == 0:
             self.epoch_data_state = self.data_gen.get_state()
             self.acc.zero_()
             s.epoch_seconds = 0.0
         else:  # resuming mid-epoch: replay the same permutation
             self.data_gen.set_state(self.epoch_data_state)
-        perm = torch.randperm(n, generator=self.data_gen).to(self.device)
+        perm, steps = self._order(len(x_all), b)
+        perm = perm.to(self.device)
         bad = torch.full((3,), -1, dtype=torch.long, device=self.device)  # first non-finite step
         d = cfg.model.code_dim
         shard = self.shard
@@ -404,6 +424,25 @@ class Trainer:
             raise Interrupted(f"{signame}: saved epoch {epoch} to {self.out / 'checkpoints'}; "
                               f"continue with: aae train --resume {self.out}", self._stop)
         return line
+
+    def _order(self, n: int, b: int) -> tuple[torch.Tensor, int]:
+        """This epoch's example order and number of steps (the last partial batch is dropped:
+        every step sees a full batch).
+
+        With ``group_split = "shard"`` the training set is cut once (by the seed) into N fixed
+        shards; every batch takes b / N examples of each shard, shard k at batch positions k,
+        k + N, ..., which :func:`aae.groups.to_groups` maps to group k: discriminator k only ever
+        sees shard k."""
+        m = self.cfg.model
+        if m.disc_groups == 1 or m.group_split == "random":
+            return torch.randperm(n, generator=self.data_gen), n // b
+        k = m.disc_groups
+        fixed = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.train.seed + 4))
+        shards = fixed[:n // k * k].view(k, n // k)
+        shuffled = shards.gather(1, torch.rand(shards.shape, generator=self.data_gen).argsort(1))
+        g = b // k
+        steps = shards.shape[1] // g
+        return shuffled[:, :steps * g].reshape(k, steps, g).permute(1, 2, 0).reshape(-1), steps
 
     def _write_epoch(self, line: dict[str, Any], tb) -> None:
         """Rank 0's work at the end of an epoch: log, samples, checkpoint."""
