@@ -6,6 +6,10 @@ from torch import nn
 
 
 def linear_shapes(net: nn.Module) -> list[tuple[int, int]]:
+    """(in, out) of each layer an example passes through; for N stacked discriminators
+    (aae.groups.StackedMLP) an example passes through one member, so its shapes count once."""
+    if hasattr(net, "weights") and hasattr(net, "member"):
+        return [(w.shape[1], w.shape[2]) for w in net.weights]
     return [(m.in_features, m.out_features) for m in net.modules() if isinstance(m, nn.Linear)]
 
 

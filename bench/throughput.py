@@ -1,12 +1,15 @@
 """Training throughput of every variant against a plain eager reference and the machine's ceiling.
 
     .venv/bin/python bench/throughput.py [--batch-sizes 100 256 1024] [--seconds 4]
+        [--variants unsupervised groups16-median ...]
 
 For each batch size: images/s of aae's training step and of bench/reference.py's plain step
 (warm-up excluded, median of repeats), the matrix-product FLOPs per image derived from the layer
 shapes (bench/flops.py), and the ceiling: the same machine running only the step's matrix products
 (the exact shapes, in the same process), as images/s. achieved/ceiling says how much of the step is
-overhead beyond those products.
+overhead beyond those products. Every training variant joins the table (``VARIANTS``); for grouped
+discriminators the ceiling uses dense products of the same FLOPs (each example passes through one
+of the N stacked discriminators).
 """
 
 from __future__ import annotations
@@ -28,6 +31,15 @@ from aae.runs import build_model  # noqa: E402
 from aae.training import build_optimizers, train_step  # noqa: E402
 from flops import linear_shapes, step_flops  # noqa: E402
 from reference import ReferenceAAE  # noqa: E402
+
+
+VARIANTS = {  # name -> config overrides; every training variant that exists
+    "unsupervised": {},
+    "groups4-median": {"model": {"disc_groups": 4, "disc_aggregate": "median"}},
+    "groups16-median": {"model": {"disc_groups": 16, "disc_aggregate": "median"}},
+    "groups16-median-each": {"model": {"disc_groups": 16, "disc_aggregate": "median",
+                                       "disc_budget": "each"}},
+}
 
 
 def timed(fns, batch: int, seconds: float, repeats: int = 7) -> list[float]:
@@ -80,7 +92,7 @@ def ceiling(model, batch: int):
     return run
 
 
-def measure(cfg, batch: int, seconds: float) -> dict:
+def measure(cfg, batch: int, seconds: float, variant: str = "unsupervised") -> dict:
     model = build_model(cfg, (1, 28, 28))
     opts = build_optimizers(model, cfg)
     x_all = torch.rand(8192, 1, 28, 28)
@@ -96,7 +108,7 @@ def measure(cfg, batch: int, seconds: float) -> dict:
                              lambda: ref_model.step(batch_x()), ceiling(model, batch)],
                             batch, seconds)
     fl = step_flops(model)
-    return {"variant": "unsupervised", "batch": batch, "images_per_s": round(ours),
+    return {"variant": variant, "batch": batch, "images_per_s": round(ours),
             "reference_images_per_s": round(ref), "speedup": round(ours / ref, 2),
             "mflop_per_image": round(fl["step"] / 1e6, 1),
             "gflop_per_s": round(ours * fl["step"] / 1e9, 1),
@@ -107,17 +119,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 256, 1024])
     ap.add_argument("--seconds", type=float, default=6.0, help="timed seconds per measurement")
+    ap.add_argument("--variants", nargs="+", default=["unsupervised"], choices=sorted(VARIANTS))
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     a = ap.parse_args()
-    torch.manual_seed(0)
-    cfg = resolve(None, None, [], {"train": {"device": "cpu"}})
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     rows = []
-    for batch in a.batch_sizes:
-        row = measure(cfg, batch, a.seconds)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    for variant in a.variants:
+        for batch in a.batch_sizes:
+            torch.manual_seed(0)
+            cfg = resolve(None, None, [], {"train": {"device": "cpu", "batch_size": batch},
+                                           **VARIANTS[variant]})
+            row = measure(cfg, batch, a.seconds, variant)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     print("\n| variant | batch | images/s | reference images/s | speed-up | MFLOP/image | GFLOP/s | "
           "ceiling images/s | achieved/ceiling |")
     print("|---|---|---|---|---|---|---|---|---|")

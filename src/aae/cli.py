@@ -78,6 +78,24 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--all", action="store_true", help="every metric above")
     ev.add_argument("--data-dir", metavar="DIR")
 
+    sc = sub.add_parser("score", help="per-image outlier scores of a trained run, as CSV")
+    sc.add_argument("run", metavar="RUN_DIR")
+    sc.add_argument("--input", required=True, metavar="FILE_OR_DIR",
+                    help=".npy/.npz images (an is_outlier array optional) or an image folder "
+                         "(a sub-folder named outliers marks outliers)")
+    sc.add_argument("--labels", metavar="FILE", help="0/1 per image (.npy or one per line): "
+                                                     "which images are outliers; adds AUROC")
+    sc.add_argument("--out", required=True, metavar="FILE.csv")
+
+    ex = sub.add_parser("experiment", help="resumable experiments (results.jsonl, summary.md)")
+    ex.add_argument("name", choices=["outliers"], help="outliers: the grouped-discriminator "
+                                                       "contamination experiment")
+    ex.add_argument("--grid", default="screen", help="screen | full | test")
+    ex.add_argument("--out", required=True, metavar="DIR")
+    ex.add_argument("--data-dir", metavar="DIR")
+    ex.add_argument("--max-cells", type=int, default=0, metavar="K",
+                    help="stop after K new cells (0: run the whole grid)")
+
     pl = sub.add_parser("plot", help="redraw tsne.png, latent.png and latent.json from a run")
     pl.add_argument("run", metavar="RUN_DIR")
     pl.add_argument("--data-dir", metavar="DIR")
@@ -233,8 +251,72 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _outlier_labels(a: argparse.Namespace, n: int, found):
+    import numpy as np
+
+    if a.labels:
+        path = Path(a.labels)
+        try:
+            raw = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path)
+        except (OSError, ValueError) as e:
+            raise AAEError(f"option --labels {path}: not a readable .npy or text file ({e})") from None
+        found = np.asarray(raw).ravel()
+    if found is None:
+        return None
+    found = np.asarray(found).ravel()
+    if len(found) != n or not np.isin(found, (0, 1)).all():
+        raise AAEError(f"option --labels: expected {n} values of 0 or 1 (one per image), got "
+                       f"{len(found)} values {sorted(set(found.tolist()))[:5]}")
+    return found.astype(bool)
+
+
+def cmd_score(a: argparse.Namespace) -> int:
+    from . import data as data_mod
+    from .outliers import auroc, score_images, write_scores
+    from .runs import check_images, load_run
+
+    if not a.out.endswith(".csv"):
+        raise AAEError(f"option --out {a.out}: expected a .csv file name")
+    src = Path(a.input)
+    _, model, _ = load_run(a.run)
+    found = None
+    if src.is_dir():
+        x, y, classes, files = data_mod.read_folder(src)
+        names = [str(f.relative_to(src)) for f in files]
+        if classes and any(c.lower() in ("outlier", "outliers") for c in classes):
+            k = next(i for i, c in enumerate(classes) if c.lower() in ("outlier", "outliers"))
+            found = (y == k).numpy()
+    elif src.suffix in (".npy", ".npz"):
+        x, _, extra = data_mod.read_array(src, ("is_outlier",))
+        names = [str(i) for i in range(len(x))]
+        found = extra.get("is_outlier")
+    else:
+        raise AAEError(f"option --input {src}: expected a .npy/.npz file or a folder of images")
+    check_images(model.image_shape, tuple(x.shape[1:]), f"option --input {src}")
+    is_out = _outlier_labels(a, len(x), found)
+    scores = score_images(model, x)
+    write_scores(Path(a.out), names, scores, is_out)
+    print(f"{a.out}: {len(x)} images, scores {', '.join(scores)}")
+    if is_out is not None:
+        for k, v in auroc(scores, is_out).items():
+            print(f"AUROC {k}: {v:.3f}")
+    return 0
+
+
+def cmd_experiment(a: argparse.Namespace) -> int:
+    from .outliers import run_grid
+
+    if a.max_cells < 0:
+        raise AAEError(f"option --max-cells: expected an integer >= 0, got {a.max_cells}")
+    results = run_grid(a.grid, Path(a.out), a.data_dir, a.max_cells)
+    print(f"{len(results)} cells in {Path(a.out) / 'results.jsonl'}; tables in "
+          f"{Path(a.out) / 'summary.md'}")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "demo": cmd_demo, "presets": cmd_presets, "sample": cmd_sample,
-            "encode": cmd_encode, "evaluate": cmd_evaluate, "plot": cmd_plot}
+            "encode": cmd_encode, "evaluate": cmd_evaluate, "plot": cmd_plot, "score": cmd_score,
+            "experiment": cmd_experiment}
 
 
 def main(argv: list[str] | None = None) -> int:

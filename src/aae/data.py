@@ -322,7 +322,9 @@ def _split(name: str, x: torch.Tensor, y: torch.Tensor | None, source: str,
     return ImageData(name, x[tr], pick(y, tr), x[te], pick(y, te), class_names, source)
 
 
-def load_array(path: Path) -> ImageData:
+def read_array(path: Path, extra: tuple[str, ...] = ()) -> tuple[torch.Tensor, torch.Tensor | None,
+                                                                  dict[str, np.ndarray]]:
+    """Images, labels (or None) and any ``extra`` named arrays of a .npy/.npz file, in order."""
     try:
         obj = np.load(path, allow_pickle=False)  # never unpickle a user's file
     except ValueError as e:
@@ -330,7 +332,7 @@ def load_array(path: Path) -> ImageData:
     except (OSError, EOFError) as e:
         raise AAEError(f"{path}: not a readable .npy/.npz file ({e})") from None
     if isinstance(obj, np.ndarray):
-        return _split(path.stem, _as_images(obj, str(path)), None, str(path))
+        return _as_images(obj, str(path)), None, {}
     with obj:
         keys = set(obj.files)
         xk = next((k for k in ("x", "images", "x_train", "arr_0") if k in keys), None)
@@ -340,10 +342,16 @@ def load_array(path: Path) -> ImageData:
         x = _as_images(obj[xk], f"{path}[{xk}]")
         yk = next((k for k in ("y", "labels", "y_train") if k in keys), None)
         y = _as_labels(obj[yk], len(x), f"{path}[{yk}]") if yk else None
+        return x, y, {k: obj[k] for k in extra if k in keys}
+
+
+def load_array(path: Path) -> ImageData:
+    x, y, _ = read_array(path)
     return _split(path.stem, x, y, str(path))
 
 
-def load_folder(path: Path) -> ImageData:
+def read_folder(path: Path) -> tuple[torch.Tensor, torch.Tensor | None, list[str] | None, list[Path]]:
+    """Images (in file order), labels and class names (one sub-folder per class, or None), files."""
     from PIL import Image, UnidentifiedImageError
 
     subdirs = sorted(p for p in path.iterdir() if p.is_dir())
@@ -374,7 +382,12 @@ def load_folder(path: Path) -> ImageData:
             raise AAEError(f"{f}: not a readable image ({e})") from None
     x = _as_images(np.stack(images), str(path))
     y = torch.tensor([i for _, i in files]) if groups else None
-    return _split(path.name, x, y, str(path), [n for n, _ in groups] if groups else None)
+    return x, y, [n for n, _ in groups] if groups else None, [f for f, _ in files]
+
+
+def load_folder(path: Path) -> ImageData:
+    x, y, names, _ = read_folder(path)
+    return _split(path.name, x, y, str(path), names)
 
 
 def load(dataset: str, data_dir: str | Path | None = None, limit: int = 0,

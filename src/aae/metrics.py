@@ -88,3 +88,42 @@ def summarize_fit(fit: dict) -> str:
     return (f"max |mean - prior| {mean.max():.3f}, std/prior in [{ratio.min():.2f}, "
             f"{ratio.max():.2f}], max KS {max(ks) if ks else float('nan'):.3f}, "
             f"MMD^2 {fit['mmd2']:.4f}")
+
+
+def kid(real: torch.Tensor, fake: torch.Tensor, subsets: int = 10, subset_size: int = 1000,
+        seed: int = 0) -> tuple[float, float]:
+    """Kernel Inception Distance (Binkowski et al. 2018) in any feature space: the unbiased MMD^2
+    with the cubic polynomial kernel (a.b / dim + 1)^3, averaged over random subsets; returns
+    (mean, std over subsets). Unlike the Frechet distance it is unbiased in the sample size."""
+    real, fake = real.double(), fake.double()
+    m = min(subset_size, len(real), len(fake))
+    g = torch.Generator().manual_seed(seed)
+    vals = []
+    for _ in range(subsets):
+        a = real[torch.randperm(len(real), generator=g)[:m]]
+        b = fake[torch.randperm(len(fake), generator=g)[:m]]
+        z = torch.cat([a, b])
+        k = (z @ z.T / z.shape[1] + 1).pow(3)
+        vals.append(float(_mmd2_from_kernel(k, m)))
+    return float(np.mean(vals)), float(np.std(vals))
+
+
+def prdc(real: torch.Tensor, fake: torch.Tensor, k_pr: int = 3, k_dc: int = 5) -> dict:
+    """Improved precision and recall (Kynkaanniemi et al. 2019, k = ``k_pr``) and density and
+    coverage (Naeem et al. 2020, k = ``k_dc``, robust to outliers in the real sample), from the
+    k-nearest-neighbour balls of each sample in feature space."""
+    real, fake = real.float(), fake.float()
+
+    def radii(x: torch.Tensor, k: int) -> torch.Tensor:  # distance to the k-th neighbour (not self)
+        return torch.cdist(x, x).kthvalue(k + 1, dim=1).values
+
+    d_fr = torch.cdist(fake, real)  # (fake, real)
+    r_real_pr, r_fake_pr, r_real_dc = radii(real, k_pr), radii(fake, k_pr), radii(real, k_dc)
+    inside_pr = d_fr <= r_real_pr.unsqueeze(0)
+    inside_dc = d_fr <= r_real_dc.unsqueeze(0)
+    return {
+        "precision": float(inside_pr.any(1).float().mean()),
+        "recall": float((d_fr <= r_fake_pr.unsqueeze(1)).any(0).float().mean()),
+        "density": float(inside_dc.float().sum() / (k_dc * len(fake))),
+        "coverage": float((d_fr.min(0).values <= r_real_dc).float().mean()),
+    }
