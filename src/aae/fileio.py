@@ -79,11 +79,17 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 
 def append_line(path: str | Path, line: str) -> None:
-    """Append one line and fsync it (metrics.jsonl): a crash loses at most the line being written."""
+    """Append one line and fsync it (metrics.jsonl): a crash loses at most the line being written.
+    A line cut by an earlier crash is closed first, so it never swallows the new one (readers skip
+    lines that do not parse)."""
     path = Path(path)
     try:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(line.rstrip("\n") + "\n")
+        with open(path, "ab+") as f:
+            cut = False
+            if f.seek(0, os.SEEK_END) > 0:
+                f.seek(-1, os.SEEK_END)
+                cut = f.read(1) != b"\n"
+            f.write((("\n" if cut else "") + line.rstrip("\n") + "\n").encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:

@@ -433,8 +433,9 @@ def summarize(results: list[dict[str, Any]], out: Path) -> str:
                 rows.append(f"| {arm} | " + " | ".join(cells_) + " |")
             if any_value:
                 lines += rows + [""]
-        sec = {a: np.mean([r["seconds_per_epoch"] for r in results if r["arm"] == a]) for a in arms}
-        lines += ["### seconds per epoch (mean over cells)", "",
+        # the median over cells: robust to a cell slowed by other work on the machine
+        sec = {a: np.median([r["seconds_per_epoch"] for r in results if r["arm"] == a]) for a in arms}
+        lines += ["### seconds per epoch (median over cells)", "",
                   "| arm | s/epoch | discriminator parameters |", "|---|---|---|"]
         lines += [f"| {a} | {sec[a]:.2f} | "
                   f"{next(r['parameters_disc'] for r in results if r['arm'] == a)} |" for a in arms]
