@@ -32,7 +32,6 @@ from aae.training import build_optimizers, train_step  # noqa: E402
 from flops import linear_shapes, step_flops  # noqa: E402
 from reference import ReferenceAAE  # noqa: E402
 
-
 VARIANTS = {  # name -> config overrides; every training variant that exists
     "unsupervised": {},
     "groups4-median": {"model": {"disc_groups": 4, "disc_aggregate": "median"}},

@@ -41,7 +41,7 @@ def test_step_updates_the_right_parameters(tiny_data, tiny_cfg):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     scalars, z = train_step(model, opts, tiny_data.train_x[:16], torch.Generator().manual_seed(0))
     after = model.state_dict()
-    assert scalars.shape == (5,) and z.shape == (16, 2) and torch.isfinite(scalars).all()
+    assert scalars.shape == (6,) and z.shape == (16, 2) and torch.isfinite(scalars).all()
     for prefix in ("encoder.", "decoder.", "regularizers.0.discriminator."):
         assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix))
     assert all(p.requires_grad for p in model.parameters())  # the D freeze is undone

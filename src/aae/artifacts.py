@@ -24,10 +24,21 @@ def write_samples(run: Path, model: AAE, noise: torch.Tensor, epoch: int) -> Pat
     """Decode the fixed prior samples; write ``samples/epoch_NNNN.png`` and refresh progress.png."""
     was = model.training
     model.eval()
-    images = model.decode({"z": noise.to(next(model.parameters()).device)}).float().cpu().numpy()
+    noise = noise.to(next(model.parameters()).device)
+    nrow = 10
+    if model.class_input is None:
+        codes = {"z": noise}
+    else:  # rows: one z each (the style); columns: the classes (paper figures 7 and 9)
+        k = nrow = model.classes
+        z = noise[:10].repeat_interleave(k, 0)
+        codes = model.prior_codes(z, classes=torch.arange(k, device=z.device).repeat(10))
+    images = model.decode(codes).float().cpu().numpy()
     model.train(was)
     path = run / "samples" / f"epoch_{epoch:04d}.png"
-    atomic_write_bytes(path, plots.grid_png(images))
+    png = plots.grid_png(images, nrow=nrow)
+    atomic_write_bytes(path, png)
+    if model.class_input is not None:
+        atomic_write_bytes(run / "style.png", png)  # the newest style grid
     write_progress(run)
     return path
 
@@ -112,7 +123,11 @@ def write_latent_2d(run: Path, model: AAE, data: ImageData, codes: torch.Tensor 
     grid = manifold_codes(reg.prior)
     was = model.training
     model.eval()
-    images = model.decode({reg.code: grid.to(device)}).float().cpu().numpy()
+    grid = grid.to(device)
+    # with a class input the manifold is the style space of class 0
+    fixed = None if model.class_input is None else torch.zeros(len(grid), dtype=torch.long,
+                                                                device=device)
+    images = model.decode(model.prior_codes(grid, classes=fixed)).float().cpu().numpy()
     model.train(was)
     atomic_write_bytes(run / "manifold.png", plots.grid_png(images, nrow=20))
 

@@ -75,7 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--parzen", action="store_true", help="Parzen-window test log-likelihood")
     ev.add_argument("--prior-fit", action="store_true", help="MMD^2 test and KS of test codes")
     ev.add_argument("--quality", action="store_true", help="Frechet distance, classifier scores")
-    ev.add_argument("--all", action="store_true", help="every metric above")
+    ev.add_argument("--classify", action="store_true",
+                    help="validation and test error of q(y|x) (semi-supervised runs)")
+    ev.add_argument("--all", action="store_true", help="every metric above that applies")
     ev.add_argument("--data-dir", metavar="DIR")
 
     sc = sub.add_parser("score", help="per-image outlier scores of a trained run, as CSV")
@@ -189,8 +191,9 @@ def cmd_sample(a: argparse.Namespace) -> int:
     _, model, _ = load_run(a.run)
     prior = model.regularizers[0].prior
     with torch.no_grad():
-        z = prior.sample(a.n, generator=torch.Generator().manual_seed(a.seed))
-        images = model.decode({"z": z}).numpy()
+        g = torch.Generator().manual_seed(a.seed)
+        z = prior.sample(a.n, generator=g)
+        images = model.decode(model.prior_codes(z, g)).numpy()
     atomic_write_bytes(a.out, plots.grid_png(images, nrow=min(10, a.n)))
     print(a.out)
     return 0
@@ -243,9 +246,15 @@ def cmd_plot(a: argparse.Namespace) -> int:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .evaluate import METRICS, evaluate, summary
 
-    chosen = list(METRICS) if a.all else [m for m in METRICS if getattr(a, m)]
+    chosen = [m for m in METRICS if getattr(a, m)]
+    if a.all:
+        from .runs import load_config
+
+        y_head = load_config(Path(a.run)).model.class_input == "y"
+        chosen = [m for m in METRICS if m != "classify" or y_head]
     if not chosen:
-        raise AAEError("aae evaluate: choose metrics: --parzen, --prior-fit, --quality or --all")
+        raise AAEError("aae evaluate: choose metrics: --parzen, --prior-fit, --quality, "
+                       "--classify or --all")
     result = evaluate(a.run, chosen, a.data_dir, command=" ".join(["aae", *sys.argv[1:]]))
     print(summary({k: result[k] for k in chosen}))
     return 0

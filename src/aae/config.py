@@ -51,6 +51,10 @@ class ModelConfig:
     noise_dim: int = 8  # universal: size of the noise appended to the encoder's input
     eval_draws: int = 16  # universal: noise draws averaged when encoding for evaluation
     label_conditioning: bool = False  # the discriminator also sees the label (figure 3)
+    # what the decoder gets beside z: none | label (supervised style/content AAE, section 4) |
+    # y (a softmax head q(y|x) with a categorical prior: semi-supervised and clustering, 5-6)
+    class_input: str = "none"
+    classes: int = 10  # K: classes of the label or y input (clusters for clustering)
     # grouped discriminators (the seed's question; aae.groups, docs/outliers.md)
     disc_groups: int = 1  # N: split each batch into N groups, one discriminator each; 1 = plain
     group_split: str = "random"  # random: fresh groups every step | shard: fixed dataset shards
@@ -100,6 +104,8 @@ def _default_optim() -> dict[str, OptimConfig]:
         "recon": OptimConfig(lr=1e-3, milestones=[0.75]),
         "disc": OptimConfig(lr=1e-4, milestones=[0.75]),
         "gen": OptimConfig(lr=5e-4, milestones=[0.75]),
+        # the semi-supervised classification phase (cross-entropy of q(y|x) on labelled data)
+        "classify": OptimConfig(lr=1e-3, milestones=[0.75]),
     }
 
 
@@ -113,6 +119,7 @@ class TrainConfig:
     sample_epochs: list[int] = field(default_factory=lambda: [0, 1, 5, 10, 50, 100, 500])
     checkpoint_every: int = 10  # keep a checkpoint every N epochs (the last one is always kept)
     tsne_points: int = 10000  # test codes in tsne.png (0 = skip the t-SNE)
+    input_noise: float = 0.0  # std of Gaussian noise added to the encoder's input (paper A.2: 0.3)
     threads: int = 0  # torch intra-op threads; 0 = torch's default
 
 
@@ -136,7 +143,7 @@ class Config:
         return self
 
 
-PHASES = ("recon", "disc", "gen")
+PHASES = ("recon", "disc", "gen", "classify")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,6 +273,10 @@ def _validate(cfg: Config) -> None:
          m.disc_input)
     need(m.disc_budget in ("total", "each"), "model.disc_budget", "one of total, each",
          m.disc_budget)
+    need(m.class_input in ("none", "label", "y"), "model.class_input", "one of none, label, y",
+         m.class_input)
+    need(m.classes >= 2, "model.classes", "an integer >= 2", m.classes)
+    need(t.input_noise >= 0, "train.input_noise", "a number >= 0", t.input_noise)
     need(0 <= m.reject_quantile < 1, "model.reject_quantile (--reject-quantile)",
          "a fraction in [0, 1)", m.reject_quantile)
     need(t.recon_loss != "bce" or m.output == "sigmoid", "train.recon_loss",

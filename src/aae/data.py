@@ -44,6 +44,7 @@ MIRRORS = {
     "fashion-mnist": [
         "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
     ],
+    "svhn": ["http://ufldl.stanford.edu/housenumbers/"],
 }
 MD5 = {
     "mnist": {
@@ -58,6 +59,10 @@ MD5 = {
         "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
         "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83fd310",
     },
+    "svhn": {  # the cropped-digits format (Netzer et al. 2011), as published
+        "train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
+        "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3",
+    },
 }
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -69,7 +74,7 @@ CLASS_NAMES = {
     "fashion-mnist": ["T-shirt", "Trouser", "Pullover", "Dress", "Coat",
                       "Sandal", "Shirt", "Sneaker", "Bag", "Boot"],
 }
-BUILTIN = ("mnist", "fashion-mnist", "digits")
+BUILTIN = ("mnist", "fashion-mnist", "svhn", "digits")
 MAX_IDX_BYTES = 2**31  # larger than any image set this library is meant for: refuse, don't allocate
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -257,6 +262,56 @@ def load_idx_dataset(name: str, data_dir: str | Path | None = None, allow_downlo
 
 
 # ---------------------------------------------------------------------------------------------
+# SVHN (MATLAB files)
+
+
+def read_svhn_mat(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N, 3, 32, 32) in [0, 1] and labels 0..9 of one SVHN ``*_32x32.mat`` file (the
+    file stores X as 32 x 32 x 3 x N uint8 and y as N x 1 in 1..10, 10 meaning the digit 0)."""
+    from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
+
+    try:
+        m = loadmat(path)
+    except (MatReadError, OSError, ValueError, TypeError, NotImplementedError) as e:
+        raise AAEError(f"{path}: not a readable MATLAB file ({e})") from None
+    x, y = m.get("X"), m.get("y")
+    if x is None or y is None:
+        raise AAEError(f"{path}: expected arrays X and y (the SVHN cropped-digits format)")
+    if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.dtype != np.uint8:
+        raise AAEError(f"{path}: X should be 32 x 32 x 3 x N uint8, found {x.shape} {x.dtype}")
+    y = np.asarray(y).ravel()
+    if len(y) != x.shape[3]:
+        raise AAEError(f"{path}: {x.shape[3]} images but {len(y)} labels")
+    if len(y) and (y.min() < 1 or y.max() > 10):
+        raise AAEError(f"{path}: labels should be 1..10, found {int(y.min())}..{int(y.max())}")
+    images = torch.from_numpy(np.ascontiguousarray(x.transpose(3, 2, 0, 1)).astype(np.float32) / 255)
+    return images, torch.from_numpy((y % 10).astype(np.int64))
+
+
+def load_svhn(data_dir: str | Path | None = None, allow_download: bool = True) -> ImageData:
+    names = tuple(MD5["svhn"])
+    dirs = search_dirs("svhn", data_dir)
+    folder = next((d for d in dirs if all((d / f).is_file() for f in names)), None)
+    if folder is None:
+        offline = os.environ.get("AAE_OFFLINE", "") not in ("", "0")
+        problem = "downloads are off (data.download = false)" if not allow_download else (
+            "downloads are off (AAE_OFFLINE is set)" if offline else "")
+        if not problem:
+            try:
+                download("svhn", cache_dir() / "svhn", timeout=120.0)
+                folder = cache_dir() / "svhn"
+            except AAEError as e:
+                problem = str(e)
+        if folder is None:
+            raise AAEError(f"dataset 'svhn' not found in {', '.join(map(str, dirs))}, and "
+                           f"{problem}; put {' and '.join(names)} in one of those folders")
+    train_x, train_y = read_svhn_mat(folder / names[0])
+    test_x, test_y = read_svhn_mat(folder / names[1])
+    return ImageData("svhn", train_x, train_y, test_x, test_y, None, source=str(folder))
+
+
+# ---------------------------------------------------------------------------------------------
 # scikit-learn digits, user arrays, image folders
 
 
@@ -396,6 +451,8 @@ def load(dataset: str, data_dir: str | Path | None = None, limit: int = 0,
     validation split; ``limit`` then keeps the first N of the remaining training images."""
     if dataset in ("mnist", "fashion-mnist"):
         data = load_idx_dataset(dataset, data_dir, allow_download)
+    elif dataset == "svhn":
+        data = load_svhn(data_dir, allow_download)
     elif dataset == "digits":
         data = load_digits()
     else:

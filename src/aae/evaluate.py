@@ -90,9 +90,10 @@ class Context:
 
     def samples(self) -> torch.Tensor:
         if self._samples is None:
-            z = self.prior.sample(self.n_samples, generator=torch.Generator().manual_seed(self.seed))
+            g = torch.Generator().manual_seed(self.seed)
+            z = self.prior.sample(self.n_samples, generator=g)
             with torch.no_grad():
-                self._samples = torch.cat([self.model.decode({"z": z[i:i + 2000]})
+                self._samples = torch.cat([self.model.decode(self.model.prior_codes(z[i:i + 2000], g))
                                            for i in range(0, len(z), 2000)])
         return self._samples
 
@@ -147,8 +148,51 @@ def eval_quality(ctx: Context) -> dict[str, Any]:
     }
 
 
+def classification_error(pred: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of examples whose predicted class differs from the label."""
+    if len(pred) != len(labels) or not len(labels):
+        raise ValueError("predictions and labels must be non-empty and of equal length")
+    return float((pred.cpu() != labels.cpu()).float().mean())
+
+
+def eval_classify(ctx: Context) -> dict[str, Any]:
+    """Validation and test error of q(y|x), for the newest checkpoint and, where the run kept one,
+    the weights with the best validation error (RUN/best/, the paper's model selection)."""
+    from . import checkpoint as ckpt
+    from .runs import load_weights
+
+    if ctx.model.class_input != "y":
+        raise AAEError(f"--classify: run {ctx.run} has no q(y|x) head (model.class_input is "
+                       f"{ctx.cfg.model.class_input!r}, expected 'y')")
+    if ctx.data.test_y is None:
+        raise AAEError(f"--classify needs test labels; dataset {ctx.cfg.data.dataset} has none")
+
+    def errors(model) -> dict[str, Any]:
+        out = {"test_error": classification_error(model.predict(ctx.data.test_x), ctx.data.test_y)}
+        if ctx.data.val_x is not None and ctx.data.val_y is not None:
+            out["val_error"] = classification_error(model.predict(ctx.data.val_x), ctx.data.val_y)
+        pred = model.predict(ctx.data.test_x)
+        k = ctx.model.classes
+        conf = torch.bincount(ctx.data.test_y.cpu() * k + pred.cpu(), minlength=k * k).view(k, k)
+        out["confusion"] = conf.tolist()  # rows: true class, columns: predicted
+        return out
+
+    result = {"last": {"epoch": ctx.meta["epoch"], **errors(ctx.model)},
+              "labelled": ctx.cfg.data.labelled, "n_test": len(ctx.data.test_y)}
+    best_dir = ctx.run / "best"
+    if (best_dir / "best.json").is_file():
+        import copy
+
+        tensors, meta = ckpt.load(best_dir / "best.json")
+        best = copy.deepcopy(ctx.model)
+        load_weights(best, tensors, str(best_dir / "best.safetensors"))
+        result["best"] = {"epoch": meta["epoch"], **errors(best.eval())}
+    return result
+
+
 METRICS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "parzen": eval_parzen, "prior_fit": eval_prior_fit, "quality": eval_quality,
+    "classify": eval_classify,
 }
 
 
@@ -203,6 +247,14 @@ def summary(result: dict[str, Any]) -> str:
         lines.append(f"sample quality: Frechet distance {q['frechet_distance']:.2f}, confidence "
                      f"{q['confidence']:.3f}, classifier score {q['classifier_score']:.2f} "
                      f"(classifier test accuracy {q['classifier']['test_accuracy']:.4f})")
+    if "classify" in result:
+        c = result["classify"]
+        for which in ("last", "best"):
+            if which in c:
+                r = c[which]
+                val = f", validation {100 * r['val_error']:.2f}%" if "val_error" in r else ""
+                lines.append(f"classification ({which}, epoch {r['epoch']}): test error "
+                             f"{100 * r['test_error']:.2f}%{val}")
     return "\n".join(lines)
 
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .groups import StackedMLP, aggregate, group_means, to_groups
-from .priors import Prior
+from .priors import Categorical, Prior
 
 
 def mlp(sizes: list[int], init_std: float = 0.0) -> nn.Sequential:
@@ -151,6 +151,15 @@ class Regularizer(nn.Module):
 
 
 class AAE(nn.Module):
+    """The one model. ``cfg.class_input`` selects what the decoder gets beside z:
+
+    * ``none``: z only (the unsupervised AAE, paper sections 2-3);
+    * ``label``: the one-hot label of the data (the supervised style/content AAE, section 4);
+    * ``y``: a softmax head q(y|x) over ``cfg.classes`` classes, regularized to a categorical
+      prior by a second discriminator (semi-supervised classification and clustering, sections
+      5-6); codes are then {"z", "y", "y_logits"}.
+    """
+
     def __init__(self, image_shape: tuple[int, ...], cfg: ModelConfig, prior: Prior,
                  num_labels: int = 0):
         super().__init__()
@@ -158,16 +167,23 @@ class AAE(nn.Module):
         self.cfg = cfg
         in_dim = math.prod(self.image_shape)
         d = cfg.code_dim
+        self.classes = cfg.classes if cfg.class_input != "none" else 0
         # q(z|x) (paper section 2.1): deterministic; gaussian (the head predicts mean and
         # log-variance, reparameterised); universal (noise appended to the encoder's input)
         self.posterior = cfg.posterior
-        head = 2 * d if cfg.posterior == "gaussian" else d
+        self.z_out = 2 * d if cfg.posterior == "gaussian" else d
+        head = self.z_out + (self.classes if cfg.class_input == "y" else 0)
         extra = cfg.noise_dim if cfg.posterior == "universal" else 0
+        # the heads share the trunk: one output layer holds the z and the y units
         self.encoder = mlp([in_dim + extra, *cfg.encoder_hidden, head], cfg.init_std)
-        self.decoder = mlp([d, *cfg.decoder_hidden, in_dim], cfg.init_std)
-        self.decoder_inputs = ["z"]
+        self.decoder = mlp([d + self.classes, *cfg.decoder_hidden, in_dim], cfg.init_std)
+        self.class_input = None if cfg.class_input == "none" else cfg.class_input
+        self.decoder_inputs = ["z"] if self.class_input is None else [self.class_input, "z"]
         labels = num_labels if cfg.label_conditioning else 0
-        self.regularizers = nn.ModuleList([Regularizer("z", prior, d, cfg, labels)])
+        regs = [Regularizer("z", prior, d, cfg, labels)]
+        if cfg.class_input == "y":  # q(y) against a uniform categorical (paper figure 8)
+            regs.append(Regularizer("y", Categorical(self.classes), self.classes, cfg))
+        self.regularizers = nn.ModuleList(regs)
 
     # -- forward pieces -------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -183,14 +199,41 @@ class AAE(nn.Module):
             outs = [self.encoder(torch.cat([h, torch.randn(len(h), self.cfg.noise_dim,
                                                             device=h.device, dtype=h.dtype)], 1))
                     for _ in range(draws)]
-            return {"z": torch.stack(outs).mean(0)}
-        out = self.encoder(h)
+            out = torch.stack(outs).mean(0)
+        else:
+            out = self.encoder(h)
+        codes: dict[str, torch.Tensor] = {}
+        if self.class_input == "y":
+            out, logits = out[:, :self.z_out], out[:, self.z_out:]
+            codes["y_logits"] = logits
+            codes["y"] = torch.softmax(logits, dim=-1)
         if self.posterior == "gaussian":
             mean, logvar = out.chunk(2, dim=-1)
-            if not self.training:
-                return {"z": mean}
-            return {"z": mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)}
-        return {"z": out}
+            codes["z"] = mean if not self.training else (
+                mean + torch.exp(0.5 * logvar) * torch.randn_like(mean))
+        else:
+            codes["z"] = out
+        return codes
+
+    def with_classes(self, codes: dict[str, torch.Tensor],
+                     classes: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Add the decoder's class input (one-hot ``classes``) to ``codes`` where it takes one;
+        for ``y`` the encoder's own y is kept unless classes are given."""
+        if self.class_input is None or (classes is None and self.class_input in codes):
+            return codes
+        if classes is None:
+            raise ValueError("this model's decoder needs the class of every code")
+        return {**codes, self.class_input: F.one_hot(classes.long(), self.classes).to(
+            codes["z"].dtype)}
+
+    def prior_codes(self, z: torch.Tensor, generator: torch.Generator | None = None,
+                    classes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Codes to decode from prior samples ``z``: with a class input, classes drawn uniformly
+        (or the given ones)."""
+        if self.class_input is not None and classes is None:
+            classes = torch.randint(self.classes, (len(z),), generator=generator,
+                                    device=generator.device if generator else None).to(z.device)
+        return self.with_classes({"z": z}, classes)
 
     def decode_logits(self, codes: dict[str, torch.Tensor]) -> torch.Tensor:
         """Named codes -> pre-activation outputs (N, C*H*W)."""
@@ -216,6 +259,11 @@ class AAE(nn.Module):
 
     def generator_parameters(self) -> list[nn.Parameter]:
         return list(self.encoder.parameters())
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch: int = 2000) -> torch.Tensor:
+        """The most likely class under q(y|x) for each image (models with a y head)."""
+        return self.encode_all(x, batch)["y_logits"].argmax(1)
 
     @torch.no_grad()
     def encode_all(self, x: torch.Tensor, batch: int = 2000) -> dict[str, torch.Tensor]:

@@ -280,13 +280,15 @@ class Evaluator:
         reg = model.regularizers[0]
         _, test_x, _ = self.pools.inliers(kind)
         test = test_x[:self.grid.n_eval]
-        z = reg.prior.sample(len(test), generator=torch.Generator().manual_seed(seed))
-        samples = model.decode({reg.code: z})
+        g = torch.Generator().manual_seed(seed)
+        z = reg.prior.sample(len(test), generator=g)
+        samples = model.decode(model.prior_codes(z, g))
         real = self.real_features(kind)
         fake = self.clf.features(samples)[0]
         k_mean, k_std = kid(real, fake, seed=seed)
-        codes = model.encode_all(test_x)[reg.code]
-        rec = model.decode({reg.code: codes}) if len(test_x) <= 20000 else None
+        all_codes = model.encode_all(test_x)
+        codes = all_codes[reg.code]
+        rec = model.decode(all_codes)
         out: dict[str, Any] = {
             "fid": frechet_distance(real.double().numpy(), fake.double().numpy()),
             "kid": k_mean, "kid_std": k_std,

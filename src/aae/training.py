@@ -39,9 +39,10 @@ from .metrics import summarize_fit
 from .model import AAE
 from .runs import build_model, check_images, load_config, load_weights, prepare_new
 
-# accumulated per step, on the device: [steps, loss_recon, loss_disc, loss_gen, acc_prior, acc_code]
+# accumulated per step, on the device:
+# [steps, loss_recon, loss_disc, loss_gen, acc_prior, acc_code, loss_classify]
 LOSSES = ("loss_recon", "loss_disc", "loss_gen")
-N_SCALARS = 6
+N_SCALARS = 7
 
 
 def select_device(name: str) -> torch.device:
@@ -72,9 +73,11 @@ def lr_at(o: OptimConfig, epoch: int, epochs: int) -> float:
 
 
 def build_optimizers(model: AAE, cfg: Config) -> dict[str, torch.optim.Optimizer]:
+    """One optimizer per phase the model has (the classification phase only with a y head)."""
     groups = {"recon": model.autoencoder_parameters(), "disc": model.discriminator_parameters(),
-              "gen": model.generator_parameters()}
-    return {ph: build_optimizer(groups[ph], cfg.optim[ph]) for ph in PHASES}
+              "gen": model.generator_parameters(), "classify": model.generator_parameters()}
+    phases = [ph for ph in PHASES if ph != "classify" or model.class_input == "y"]
+    return {ph: build_optimizer(groups[ph], cfg.optim[ph]) for ph in phases}
 
 
 def recon_loss(model: AAE, logits: torch.Tensor, x: torch.Tensor, kind: str,
@@ -111,23 +114,30 @@ def _step(opt: torch.optim.Optimizer, loss: torch.Tensor, shard: Shard) -> None:
 
 def train_step(model: AAE, opts: dict[str, torch.optim.Optimizer], x: torch.Tensor,
                prior_gen: torch.Generator, recon_kind: str = "mse", shard: Shard = SINGLE,
-               labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One mini-batch of the paper's algorithm. Returns (scalars (5,), codes) without syncing.
+               labels: torch.Tensor | None = None,
+               classify: tuple[torch.Tensor, torch.Tensor] | None = None,
+               input_noise: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One mini-batch of the paper's algorithm. Returns (scalars (6,), z codes) without syncing.
 
     Under data parallelism ``x`` is this rank's slice of the global batch; prior samples are drawn
     for the global batch and sliced the same way, so K ranks compute what one process would.
-    ``labels`` (global batch, -1 = unlabelled) condition the regularizers that take labels: a
-    labelled code is compared with samples of its label's part of the prior.
+    ``labels`` (global batch, -1 = unlabelled) condition the regularizers that take labels (a
+    labelled code is compared with samples of its label's part of the prior) and are the
+    decoder's class input in the supervised AAE. ``classify`` = (images, labels) of a labelled
+    mini-batch (this rank's slice) adds the semi-supervised classification phase.
+    ``input_noise`` > 0 adds Gaussian noise of that std to every encoder input.
     """
+    x_in = x if input_noise <= 0 else x + input_noise * torch.randn_like(x)
+    dec_classes = shard.slice(labels) if model.class_input == "label" else None
     # 1. reconstruction phase
-    codes = model.encode(x)
+    codes = model.encode(x_in)
     keep = reject(model, codes, model.cfg.reject_quantile)
-    logits = model.decode_logits(codes)
+    logits = model.decode_logits(model.with_classes(codes, dec_classes))
     rec = recon_loss(model, logits, x, recon_kind, keep)
     _step(opts["recon"], rec, shard)
 
     # 2. regularization phase: the updated encoder's codes serve both adversarial updates
-    codes = model.encode(x)
+    codes = model.encode(x_in)
     d_loss = d_log = g_loss = acc_p = acc_c = x.new_zeros(())
     fakes, ys = [], []
     for reg in model.regularizers:
@@ -152,9 +162,19 @@ def train_step(model: AAE, opts: dict[str, torch.optim.Optimizer], x: torch.Tens
     for p in disc_params:
         p.requires_grad_(True)
 
+    # 3. semi-supervised classification phase (paper section 5): q(y|x) on labelled data
+    cls = x.new_zeros(())
+    if classify is not None:
+        xl, yl = classify
+        if input_noise > 0:
+            xl = xl + input_noise * torch.randn_like(xl)
+        cls = F.cross_entropy(model.encode(xl)["y_logits"], yl)
+        _step(opts["classify"], cls, shard)
+
     k = len(model.regularizers)
-    scalars = torch.stack([rec.detach(), d_log.detach(), g_loss.detach(), acc_p / k, acc_c / k])
-    return scalars, codes[model.regularizers[0].code].detach()
+    scalars = torch.stack([rec.detach(), d_log.detach(), g_loss.detach(), acc_p / k, acc_c / k,
+                           cls.detach()])
+    return scalars, codes["z"].detach()
 
 
 @dataclass
@@ -218,13 +238,31 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg, data.image_shape).to(self.device)
         self.opts = build_optimizers(self.model, cfg)
-        self.train_labels = self._label_subset() if self.model.regularizers[0].num_labels else None
+        m = cfg.model
+        self.classify = m.class_input == "y" and cfg.data.labelled != 0  # semi-supervised phase
+        needs_labels = bool(self.model.regularizers[0].num_labels) or self.classify or (
+            m.class_input == "label")
+        self.train_labels = self._label_subset() if needs_labels else None
+        if m.class_input == "label" and cfg.data.labelled != -1:
+            raise AAEError("option data.labelled (--labelled): the supervised AAE "
+                           "(model.class_input = label) needs every label; use -1")
+        if m.class_input != "none" and self.train_labels is not None and len(self.train_labels) \
+                and int(self.train_labels.max()) >= m.classes:
+            raise AAEError(f"option model.classes: {m.classes} classes, but dataset "
+                           f"{cfg.data.dataset} has labels up to {int(self.train_labels.max())}")
+        self.labelled_idx = None if not self.classify else (self.train_labels >= 0).nonzero().flatten()
+        if self.labelled_idx is not None and not len(self.labelled_idx):
+            raise AAEError("option data.labelled (--labelled): no labelled examples for the "
+                           "classification phase")
         if not resume and self.shard.main:  # only now, with every input checked, is the run
             prepare_new(self.out, force)      # directory touched, and only by rank 0
             atomic_write_text(self.out / "config.toml", to_toml(cfg))
         self.shard.barrier()
         self.data_gen = torch.Generator().manual_seed(cfg.train.seed)
         self.prior_gen = torch.Generator(device=self.device).manual_seed(cfg.train.seed + 1)
+        # the labelled mini-batches of the classification phase
+        self.label_gen = torch.Generator(device=self.device).manual_seed(cfg.train.seed + 5)
+        self.best_val = float("inf")
         noise_gen = torch.Generator().manual_seed(cfg.train.seed + 2)
         self.sample_noise = self.model.regularizers[0].prior.sample(100, generator=noise_gen)
         self.epoch_data_state = self.data_gen.get_state()
@@ -259,6 +297,7 @@ class Trainer:
         t["rng.data"] = self.data_gen.get_state()
         t["rng.data_epoch"] = self.epoch_data_state
         t["rng.prior"] = self.prior_gen.get_state()
+        t["rng.label"] = self.label_gen.get_state()
         t["rng.torch"] = torch.get_rng_state()
         t["sample_noise"] = self.sample_noise
         t["acc"] = self.acc
@@ -298,6 +337,7 @@ class Trainer:
         self.data_gen.set_state(tensors["rng.data"])
         self.epoch_data_state = tensors["rng.data_epoch"]
         self.prior_gen.set_state(tensors["rng.prior"])
+        self.label_gen.set_state(tensors["rng.label"])
         torch.set_rng_state(tensors["rng.torch"])
         self.sample_noise = tensors["sample_noise"]
         self.acc = tensors["acc"].to(self.device)
@@ -306,6 +346,7 @@ class Trainer:
         _set_rng_python_numpy(meta["rng"])
         self.state = RunState(meta["epoch"], meta["step_in_epoch"], meta["global_step"],
                               meta["elapsed"], meta["epoch_seconds"], meta.get("extra", {}))
+        self.best_val = self.state.extra.get("best_val_error", float("inf"))
         _truncate_metrics(self.out / "metrics.jsonl", self.state.epoch)
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -373,8 +414,14 @@ class Trainer:
             idx = perm[i * b:(i + 1) * b]
             x = x_all[shard.slice(idx)]
             y = None if self.train_labels is None else self.train_labels[idx]
+            cls = None
+            if self.labelled_idx is not None:  # a labelled mini-batch (with replacement)
+                j = self.labelled_idx[torch.randint(len(self.labelled_idx), (b,), device=self.device,
+                                                    generator=self.label_gen)]
+                j = shard.slice(j)
+                cls = (x_all[j], self.train_labels[j])
             scalars, z = train_step(model, self.opts, x, self.prior_gen, cfg.train.recon_loss,
-                                    shard, y)
+                                    shard, y, cls, cfg.train.input_noise)
             fin = torch.isfinite(scalars[:3])
             bad = torch.where((bad < 0) & ~fin, torch.full_like(bad, s.global_step + 1), bad)
             self.acc[0] += 1
@@ -447,6 +494,8 @@ class Trainer:
     def _write_epoch(self, line: dict[str, Any], tb) -> None:
         """Rank 0's work at the end of an epoch: log, samples, checkpoint."""
         cfg, epoch = self.cfg, line["epoch"]
+        if self.classify:
+            self._classification_errors(line)
         append_line(self.out / "metrics.jsonl", json.dumps(line))
         if tb is not None:
             for k in (*LOSSES, "disc_acc_prior", "disc_acc_code", "images_per_s"):
@@ -465,6 +514,23 @@ class Trainer:
         self._log(f"epoch {epoch}/{cfg.train.epochs}  rec {line['loss_recon']:.4f}  "
                   f"disc {line['loss_disc']:.3f}  gen {line['loss_gen']:.3f}  "
                   f"D acc {line['disc_acc']:.2f}  {line['images_per_s']:.0f} img/s")
+
+    def _classification_errors(self, line: dict[str, Any]) -> None:
+        """Validation and test error of q(y|x) into the metrics line; the weights with the best
+        validation error so far are kept in RUN/best/ (the paper's model selection)."""
+        data = self.data
+        for split, x, y in (("val", data.val_x, data.val_y), ("test", data.test_x, data.test_y)):
+            if x is not None and y is not None and len(y):
+                line[f"{split}_error"] = float((self.model.predict(x) != y).float().mean())
+        val = line.get("val_error")
+        if val is not None and val < self.best_val:
+            self.best_val = self.state.extra["best_val_error"] = val
+            t = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+            meta = {"epoch": line["epoch"], "global_step": self.state.global_step,
+                    "val_error": val, "test_error": line.get("test_error"),
+                    "image_shape": list(data.image_shape), "config": self.cfg.to_dict()}
+            ckpt.save(self.out / "best", "best", t, meta)
+        line["best_val_error"] = None if self.best_val == float("inf") else self.best_val
 
     def _check_divergence(self, bad: torch.Tensor, epoch: int) -> None:
         b = bad.tolist()
@@ -491,6 +557,7 @@ class Trainer:
             "seconds": s.epoch_seconds, "images_per_s": images / max(s.epoch_seconds, 1e-9),
             "elapsed": s.elapsed, "code_mean": mean.tolist(), "code_std": var.sqrt().tolist(),
             "lr": {ph: opt.param_groups[0]["lr"] for ph, opt in self.opts.items()},
+            **({"loss_classify": m[5]} if self.classify else {}),
             **({"processes": shard.world, "replicas_equal": shard.replicas_equal(self.model)}
                if shard.world > 1 else {}),
         }
