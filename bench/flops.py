@@ -25,17 +25,19 @@ def pass_flops(shapes, forward=True, weight_grad=False, input_grad=False, first_
 
 def step_flops(model) -> dict[str, int]:
     """Per-image FLOPs of aae.training.train_step (and of the reference step, which repeats the
-    encoder forward for the discriminator phase)."""
+    encoder forward for the discriminator phase): every regularizer's discriminator, and the
+    classification phase (encoder forward and backward) where the model has a y head."""
     enc, dec = linear_shapes(model.encoder), linear_shapes(model.decoder)
-    disc = linear_shapes(model.regularizers[0].discriminator)
+    discs = [linear_shapes(r.discriminator) for r in model.regularizers]
     recon = (pass_flops(enc, weight_grad=True, input_grad=True)
              + pass_flops(dec, weight_grad=True, input_grad=True, first_input_grad=True))
     # discriminator phase: D forward on prior samples and on detached codes, weight gradients
-    disc_phase = 2 * pass_flops(disc, weight_grad=True, input_grad=True)
+    disc_phase = sum(2 * pass_flops(d, weight_grad=True, input_grad=True) for d in discs)
     # encoder phase: D forward (frozen) with input gradients, encoder forward + backward
-    gen_phase = (pass_flops(disc, input_grad=True, first_input_grad=True)
+    gen_phase = (sum(pass_flops(d, input_grad=True, first_input_grad=True) for d in discs)
                  + pass_flops(enc, weight_grad=True, input_grad=True))
-    ours = recon + disc_phase + gen_phase
+    classify = pass_flops(enc, weight_grad=True, input_grad=True) if model.class_input == "y" else 0
+    ours = recon + disc_phase + gen_phase + classify
     reference = ours + pass_flops(enc)  # one more encoder forward (codes for the D phase)
-    return {"recon": recon, "disc": disc_phase, "gen": gen_phase, "step": ours,
-            "reference_step": reference}
+    return {"recon": recon, "disc": disc_phase, "gen": gen_phase, "classify": classify,
+            "step": ours, "reference_step": reference}

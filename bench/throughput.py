@@ -38,6 +38,8 @@ VARIANTS = {  # name -> config overrides; every training variant that exists
     "groups16-median": {"model": {"disc_groups": 16, "disc_aggregate": "median"}},
     "groups16-median-each": {"model": {"disc_groups": 16, "disc_aggregate": "median",
                                        "disc_budget": "each"}},
+    "supervised": {"model": {"class_input": "label"}},
+    "semi-supervised": {"model": {"class_input": "y", "code_dim": 10}},
 }
 
 
@@ -65,7 +67,7 @@ def ceiling(model, batch: int):
     """A function running only the step's matrix products (same shapes, same order): its images/s
     is the ceiling of the step on this machine."""
     enc, dec = linear_shapes(model.encoder), linear_shapes(model.decoder)
-    disc = linear_shapes(model.regularizers[0].discriminator)
+    discs = [linear_shapes(r.discriminator) for r in model.regularizers]
     ops = []  # (m, k, n) for an (m x k) @ (k x n) product
 
     def passes(shapes, wgrad, igrad, first_igrad, rows=batch):
@@ -78,9 +80,13 @@ def ceiling(model, batch: int):
 
     passes(enc, True, True, False)
     passes(dec, True, True, True)
-    passes(disc, True, True, False, rows=2 * batch)  # prior samples and codes in one pass
-    passes(disc, False, True, True)
+    for disc in discs:
+        passes(disc, True, True, False, rows=2 * batch)  # prior samples and codes in one pass
+    for disc in discs:
+        passes(disc, False, True, True)
     passes(enc, True, True, False)
+    if model.class_input == "y":  # the classification phase on a labelled batch
+        passes(enc, True, True, False)
     mats = [(torch.randn(m, k), torch.randn(k, n)) for m, k, n in ops]
     out = [torch.empty(m, n) for m, _, n in ops]
 
@@ -98,12 +104,23 @@ def measure(cfg, batch: int, seconds: float, variant: str = "unsupervised") -> d
     gen = torch.Generator().manual_seed(0)
     starts = iter(range(0, 10**12, batch))
 
+    y_all = torch.randint(10, (len(x_all),), generator=gen)
+
     def batch_x():
         i = next(starts) % (len(x_all) - batch)
         return x_all[i:i + batch]
 
+    def step():  # the variant's whole step: labels for a label input, a labelled batch for y
+        i = next(starts) % (len(x_all) - batch)
+        x, y = x_all[i:i + batch], y_all[i:i + batch]
+        if model.class_input == "label":
+            return train_step(model, opts, x, gen, labels=y)
+        if model.class_input == "y":
+            return train_step(model, opts, x, gen, classify=(x_all[-batch:], y_all[-batch:]))
+        return train_step(model, opts, x, gen)
+
     ref_model = ReferenceAAE()
-    ours, ref, ceil = timed([lambda: train_step(model, opts, batch_x(), gen),
+    ours, ref, ceil = timed([step,
                              lambda: ref_model.step(batch_x()), ceiling(model, batch)],
                             batch, seconds)
     fl = step_flops(model)

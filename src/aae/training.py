@@ -337,10 +337,14 @@ class Trainer:
         self.data_gen.set_state(tensors["rng.data"])
         self.epoch_data_state = tensors["rng.data_epoch"]
         self.prior_gen.set_state(tensors["rng.prior"])
-        self.label_gen.set_state(tensors["rng.label"])
+        if "rng.label" in tensors:  # absent in checkpoints of runs before the semi-supervised AAE
+            self.label_gen.set_state(tensors["rng.label"])
         torch.set_rng_state(tensors["rng.torch"])
         self.sample_noise = tensors["sample_noise"]
-        self.acc = tensors["acc"].to(self.device)
+        acc = tensors["acc"].to(self.device)
+        if len(acc) == len(self.acc) - 1:  # saved before the classification loss was tracked
+            acc = torch.cat([acc[:N_SCALARS - 1], acc.new_zeros(1), acc[N_SCALARS - 1:]])
+        self.acc = acc
         if self.train_labels is not None:
             self.train_labels = tensors["labels.train"].to(self.device)
         _set_rng_python_numpy(meta["rng"])
