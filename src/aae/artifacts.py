@@ -112,11 +112,17 @@ def write_latent_2d(run: Path, model: AAE, data: ImageData, codes: torch.Tensor 
     over the prior's support), for 2-D codes."""
     reg = model.regularizers[0]
     device = next(model.parameters()).device
+    labels = None if data.test_y is None else data.test_y.cpu().numpy()
+    when = "" if epoch is None else f", epoch {epoch}"
+    if model.class_input == "heads":  # the reduced representation r = W y + z is what we show
+        r = model.encode_all(data.test_x.to(device))["r"].float().cpu().numpy()
+        atomic_write_bytes(run / "latent_scatter.png", plots.scatter_png(
+            r, labels, f"test representations W y + z{when}", data.class_names,
+            xlabel="r[0]", ylabel="r[1]"))
+        return
     if codes is None:
         codes = model.encode_all(data.test_x.to(device))[reg.code].float().cpu()
-    labels = None if data.test_y is None else data.test_y.cpu().numpy()
     ref = reg.prior.sample(5000, generator=torch.Generator().manual_seed(0)).cpu().numpy()
-    when = "" if epoch is None else f", epoch {epoch}"
     atomic_write_bytes(run / "latent_scatter.png", plots.scatter_png(
         codes.numpy(), labels, f"test codes over prior samples{when}", data.class_names,
         background=ref, xlabel="z[0]", ylabel="z[1]"))
@@ -130,6 +136,33 @@ def write_latent_2d(run: Path, model: AAE, data: ImageData, codes: torch.Tensor 
     images = model.decode(model.prior_codes(grid, classes=fixed)).float().cpu().numpy()
     model.train(was)
     atomic_write_bytes(run / "manifold.png", plots.grid_png(images, nrow=20))
+
+
+@torch.no_grad()
+def write_clusters(run: Path, model: AAE, data: ImageData, members: int = 10, seed: int = 0) -> None:
+    """clusters.png (paper figure 9): one row per cluster of the y head, the first image decoded
+    from that y with z = 0, then random test images the encoder puts in the cluster (blank where
+    a cluster has fewer)."""
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    k = model.classes
+    z0 = torch.zeros(k, model.cfg.code_dim, device=device)
+    heads = model.decode(model.prior_codes(z0, classes=torch.arange(k, device=device))).cpu()
+    assigned = model.predict(data.test_x.to(device)).cpu()
+    model.train(was)
+    g = torch.Generator().manual_seed(seed)
+    test_x = data.test_x.cpu()
+    rows = []
+    for c in range(k):
+        idx = (assigned == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)[:members]]
+        row = torch.zeros(members + 1, *heads.shape[1:])
+        row[0] = heads[c]
+        row[1:1 + len(idx)] = test_x[idx]
+        rows.append(row)
+    atomic_write_bytes(run / "clusters.png", plots.grid_png(torch.cat(rows).float().numpy(),
+                                                            nrow=members + 1))
 
 
 def manifold_codes(prior, n: int = 20) -> torch.Tensor:

@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--quality", action="store_true", help="Frechet distance, classifier scores")
     ev.add_argument("--classify", action="store_true",
                     help="validation and test error of q(y|x) (semi-supervised runs)")
+    ev.add_argument("--cluster", action="store_true",
+                    help="clustering error (paper's rule, majority vote), NMI, ARI (y-head runs)")
     ev.add_argument("--all", action="store_true", help="every metric above that applies")
     ev.add_argument("--data-dir", metavar="DIR")
 
@@ -250,11 +252,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.all:
         from .runs import load_config
 
-        y_head = load_config(Path(a.run)).model.class_input == "y"
-        chosen = [m for m in METRICS if m != "classify" or y_head]
+        rc = load_config(Path(a.run))
+        y_head = rc.model.class_input in ("y", "heads")
+        labelled = y_head and rc.data.labelled != 0  # classification needs training labels
+        chosen = [m for m in METRICS if (m != "classify" or labelled) and (m != "cluster" or y_head)]
     if not chosen:
         raise AAEError("aae evaluate: choose metrics: --parzen, --prior-fit, --quality, "
-                       "--classify or --all")
+                       "--classify, --cluster or --all")
     result = evaluate(a.run, chosen, a.data_dir, command=" ".join(["aae", *sys.argv[1:]]))
     print(summary({k: result[k] for k in chosen}))
     return 0

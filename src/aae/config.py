@@ -53,8 +53,12 @@ class ModelConfig:
     label_conditioning: bool = False  # the discriminator also sees the label (figure 3)
     # what the decoder gets beside z: none | label (supervised style/content AAE, section 4) |
     # y (a softmax head q(y|x) with a categorical prior: semi-supervised and clustering, 5-6)
+    # | heads (dimensionality reduction, section 7: the decoder gets r = W y + z)
     class_input: str = "none"
     classes: int = 10  # K: classes of the label or y input (clusters for clustering)
+    head_eta: float = 2.0  # heads: the penalty is zero for cluster heads farther apart than this
+    head_weight: float = 1.0  # heads: weight of the head penalty in the reconstruction phase
+    head_init: float = 1.0  # heads: std of the cluster heads' initial values
     # grouped discriminators (the seed's question; aae.groups, docs/outliers.md)
     disc_groups: int = 1  # N: split each batch into N groups, one discriminator each; 1 = plain
     group_split: str = "random"  # random: fresh groups every step | shard: fixed dataset shards
@@ -273,8 +277,11 @@ def _validate(cfg: Config) -> None:
          m.disc_input)
     need(m.disc_budget in ("total", "each"), "model.disc_budget", "one of total, each",
          m.disc_budget)
-    need(m.class_input in ("none", "label", "y"), "model.class_input", "one of none, label, y",
-         m.class_input)
+    need(m.class_input in ("none", "label", "y", "heads"), "model.class_input",
+         "one of none, label, y, heads", m.class_input)
+    need(m.head_eta > 0, "model.head_eta", "a number > 0", m.head_eta)
+    need(m.head_weight >= 0, "model.head_weight", "a number >= 0", m.head_weight)
+    need(m.head_init > 0, "model.head_init", "a number > 0", m.head_init)
     need(m.classes >= 2, "model.classes", "an integer >= 2", m.classes)
     need(t.input_noise >= 0, "train.input_noise", "a number >= 0", t.input_noise)
     need(0 <= m.reject_quantile < 1, "model.reject_quantile (--reject-quantile)",

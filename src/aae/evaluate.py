@@ -161,9 +161,12 @@ def eval_classify(ctx: Context) -> dict[str, Any]:
     from . import checkpoint as ckpt
     from .runs import load_weights
 
-    if ctx.model.class_input != "y":
+    if ctx.model.class_input not in ("y", "heads"):
         raise AAEError(f"--classify: run {ctx.run} has no q(y|x) head (model.class_input is "
                        f"{ctx.cfg.model.class_input!r}, expected 'y')")
+    if ctx.cfg.data.labelled == 0:
+        raise AAEError(f"--classify: run {ctx.run} was trained without labels (data.labelled = 0): "
+                       "its y is a cluster, not a class; use --cluster")
     if ctx.data.test_y is None:
         raise AAEError(f"--classify needs test labels; dataset {ctx.cfg.data.dataset} has none")
 
@@ -190,9 +193,40 @@ def eval_classify(ctx: Context) -> dict[str, Any]:
     return result
 
 
+def eval_cluster(ctx: Context) -> dict[str, Any]:
+    """Clustering scores of the y head (paper section 6): the paper's one-example-per-cluster
+    rule and majority vote (mappings chosen on the validation split, errors on the test split),
+    NMI and ARI; for a dimensionality-reduction run also the 5-nearest-neighbour test error in the
+    reduced representation (neighbours from up to 10 000 training images)."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from .clustering import cluster_scores
+
+    if ctx.model.class_input not in ("y", "heads"):
+        raise AAEError(f"--cluster: run {ctx.run} has no y head (model.class_input is "
+                       f"{ctx.cfg.model.class_input!r}, expected 'y' or 'heads')")
+    d = ctx.data
+    if d.test_y is None or d.train_y is None:
+        raise AAEError(f"--cluster needs labels to score clusters; dataset {ctx.cfg.data.dataset} "
+                       "has none")
+    val_x, val_y, where = d.val_x, d.val_y, "validation split"
+    if val_x is None or val_y is None:  # no held-out split: pick the mapping on training images
+        val_x, val_y, where = d.train_x[-10000:], d.train_y[-10000:], "last training images"
+    probs = [ctx.model.encode_all(x)["y"].numpy() for x in (val_x, d.test_x)]
+    out = cluster_scores(probs[0], val_y.numpy(), probs[1], d.test_y.numpy())
+    out["mapping_chosen_on"] = where
+    if ctx.model.class_input == "heads":
+        tr = ctx.model.encode_all(d.train_x[:10000])["r"].numpy()
+        te = ctx.model.encode_all(d.test_x)["r"].numpy()
+        knn = KNeighborsClassifier(n_neighbors=5).fit(tr, d.train_y[:10000].numpy())
+        out["knn_error"] = float((knn.predict(te) != d.test_y.numpy()).mean())
+        out["representation_dim"] = int(tr.shape[1])
+    return out
+
+
 METRICS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "parzen": eval_parzen, "prior_fit": eval_prior_fit, "quality": eval_quality,
-    "classify": eval_classify,
+    "classify": eval_classify, "cluster": eval_cluster,
 }
 
 
@@ -247,6 +281,12 @@ def summary(result: dict[str, Any]) -> str:
         lines.append(f"sample quality: Frechet distance {q['frechet_distance']:.2f}, confidence "
                      f"{q['confidence']:.3f}, classifier score {q['classifier_score']:.2f} "
                      f"(classifier test accuracy {q['classifier']['test_accuracy']:.4f})")
+    if "cluster" in result:
+        c = result["cluster"]
+        knn = f", 5-NN error {100 * c['knn_error']:.2f}%" if "knn_error" in c else ""
+        lines.append(f"clustering ({c['clusters']} clusters): error {100 * c['paper_error']:.2f}% "
+                     f"(paper's rule), {100 * c['majority_error']:.2f}% (majority vote), NMI "
+                     f"{c['nmi']:.3f}, ARI {c['ari']:.3f}{knn}")
     if "classify" in result:
         c = result["classify"]
         for which in ("last", "best"):

@@ -168,20 +168,27 @@ class AAE(nn.Module):
         in_dim = math.prod(self.image_shape)
         d = cfg.code_dim
         self.classes = cfg.classes if cfg.class_input != "none" else 0
+        y_head = cfg.class_input in ("y", "heads")
         # q(z|x) (paper section 2.1): deterministic; gaussian (the head predicts mean and
         # log-variance, reparameterised); universal (noise appended to the encoder's input)
         self.posterior = cfg.posterior
         self.z_out = 2 * d if cfg.posterior == "gaussian" else d
-        head = self.z_out + (self.classes if cfg.class_input == "y" else 0)
+        head = self.z_out + (self.classes if y_head else 0)
         extra = cfg.noise_dim if cfg.posterior == "universal" else 0
         # the heads share the trunk: one output layer holds the z and the y units
         self.encoder = mlp([in_dim + extra, *cfg.encoder_hidden, head], cfg.init_std)
-        self.decoder = mlp([d + self.classes, *cfg.decoder_hidden, in_dim], cfg.init_std)
+        concat = self.classes if cfg.class_input in ("y", "label") else 0
+        self.decoder = mlp([d + concat, *cfg.decoder_hidden, in_dim], cfg.init_std)
         self.class_input = None if cfg.class_input == "none" else cfg.class_input
-        self.decoder_inputs = ["z"] if self.class_input is None else [self.class_input, "z"]
+        self.decoder_inputs = {None: ["z"], "label": ["label", "z"], "y": ["y", "z"],
+                               "heads": ["r"]}[self.class_input]
+        if cfg.class_input == "heads":
+            # dimensionality reduction (section 7): the representation r = W y + z, one learned
+            # cluster head (a row of W) per cluster, kept apart by head_penalty
+            self.heads = nn.Parameter(torch.randn(self.classes, d) * cfg.head_init)
         labels = num_labels if cfg.label_conditioning else 0
         regs = [Regularizer("z", prior, d, cfg, labels)]
-        if cfg.class_input == "y":  # q(y) against a uniform categorical (paper figure 8)
+        if y_head:  # q(y) against a uniform categorical (paper figure 8)
             regs.append(Regularizer("y", Categorical(self.classes), self.classes, cfg))
         self.regularizers = nn.ModuleList(regs)
 
@@ -203,7 +210,7 @@ class AAE(nn.Module):
         else:
             out = self.encoder(h)
         codes: dict[str, torch.Tensor] = {}
-        if self.class_input == "y":
+        if self.class_input in ("y", "heads"):
             out, logits = out[:, :self.z_out], out[:, self.z_out:]
             codes["y_logits"] = logits
             codes["y"] = torch.softmax(logits, dim=-1)
@@ -213,18 +220,23 @@ class AAE(nn.Module):
                 mean + torch.exp(0.5 * logvar) * torch.randn_like(mean))
         else:
             codes["z"] = out
+        if self.class_input == "heads":
+            codes["r"] = codes["y"] @ self.heads + codes["z"]
         return codes
 
     def with_classes(self, codes: dict[str, torch.Tensor],
                      classes: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Add the decoder's class input (one-hot ``classes``) to ``codes`` where it takes one;
         for ``y`` the encoder's own y is kept unless classes are given."""
-        if self.class_input is None or (classes is None and self.class_input in codes):
+        key = "r" if self.class_input == "heads" else self.class_input
+        if self.class_input is None or (classes is None and key in codes):
             return codes
         if classes is None:
             raise ValueError("this model's decoder needs the class of every code")
-        return {**codes, self.class_input: F.one_hot(classes.long(), self.classes).to(
-            codes["z"].dtype)}
+        onehot = F.one_hot(classes.long(), self.classes).to(codes["z"].dtype)
+        if self.class_input == "heads":
+            return {**codes, "y": onehot, "r": onehot @ self.heads + codes["z"]}
+        return {**codes, self.class_input: onehot}
 
     def prior_codes(self, z: torch.Tensor, generator: torch.Generator | None = None,
                     classes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -252,7 +264,14 @@ class AAE(nn.Module):
 
     # -- parameter groups, one per optimizer phase ---------------------------------------------
     def autoencoder_parameters(self) -> list[nn.Parameter]:
-        return [*self.encoder.parameters(), *self.decoder.parameters()]
+        heads = [self.heads] if self.class_input == "heads" else []
+        return [*self.encoder.parameters(), *self.decoder.parameters(), *heads]
+
+    def head_penalty(self) -> torch.Tensor:
+        """Sum over pairs of cluster heads of max(0, eta - distance): zero for heads farther apart
+        than ``model.head_eta``, growing linearly as two come closer (paper section 7)."""
+        d = torch.pdist(self.heads)
+        return F.relu(self.cfg.head_eta - d).sum()
 
     def discriminator_parameters(self) -> list[nn.Parameter]:
         return [p for r in self.regularizers for p in r.discriminator.parameters()]

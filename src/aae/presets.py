@@ -80,6 +80,27 @@ PRESETS: dict[str, Preset] = {
          "train": {"epochs": 100, "input_noise": 0.3, "sample_epochs": [0, 1, 10, 50, 100],
                    "checkpoint_every": 25}},
     ),
+    **{f"cluster-{k}": Preset(
+        f"paper table 3: unsupervised clustering of MNIST into {k} clusters (a {k}-way y head "
+        "with a categorical prior, no labels); 10 000 training images held out to name clusters",
+        "60 min (est.)",
+        {"model": {"class_input": "y", "classes": k, "code_dim": 10},
+         "data": {"labelled": 0, "validation": 10000},
+         "train": {"epochs": 100, "input_noise": 0.3, "sample_epochs": [0, 1, 10, 50, 100],
+                   "checkpoint_every": 25}},
+    ) for k in (16, 30)},
+    **{f"reduce-2d{'' if n == 0 else f'-{n}'}": Preset(
+        "paper figures 10-11: MNIST reduced to 2-D as W y + z (learned cluster heads kept apart "
+        "by a distance penalty), "
+        f"{'unsupervised, 16 clusters' if n == 0 else f'{n} labels, 10 classes'}",
+        "30 min (est.)",
+        {"model": {"class_input": "heads", "classes": 16 if n == 0 else 10, "code_dim": 2,
+                   "head_eta": 2.0},
+         "prior": {"std": 0.3},
+         "data": {"labelled": n, "validation": 10000},
+         "train": {"epochs": 50, "input_noise": 0.3, "sample_epochs": [0, 1, 10, 50],
+                   "tsne_points": 0, "checkpoint_every": 25}},
+    ) for n in (0, 1000)},
     "likelihood": Preset(
         "paper table 1 set-up on MNIST: d = 8, N(0, 5^2 I) prior (appendix A, unverified), "
         "10 000 training images held out to choose the Parzen width; then aae evaluate --parzen",

@@ -76,7 +76,7 @@ def build_optimizers(model: AAE, cfg: Config) -> dict[str, torch.optim.Optimizer
     """One optimizer per phase the model has (the classification phase only with a y head)."""
     groups = {"recon": model.autoencoder_parameters(), "disc": model.discriminator_parameters(),
               "gen": model.generator_parameters(), "classify": model.generator_parameters()}
-    phases = [ph for ph in PHASES if ph != "classify" or model.class_input == "y"]
+    phases = [ph for ph in PHASES if ph != "classify" or model.class_input in ("y", "heads")]
     return {ph: build_optimizer(groups[ph], cfg.optim[ph]) for ph in phases}
 
 
@@ -134,7 +134,10 @@ def train_step(model: AAE, opts: dict[str, torch.optim.Optimizer], x: torch.Tens
     keep = reject(model, codes, model.cfg.reject_quantile)
     logits = model.decode_logits(model.with_classes(codes, dec_classes))
     rec = recon_loss(model, logits, x, recon_kind, keep)
-    _step(opts["recon"], rec, shard)
+    if model.class_input == "heads":  # keep the cluster heads apart (trained with the decoder)
+        _step(opts["recon"], rec + model.cfg.head_weight * model.head_penalty(), shard)
+    else:
+        _step(opts["recon"], rec, shard)
 
     # 2. regularization phase: the updated encoder's codes serve both adversarial updates
     codes = model.encode(x_in)
@@ -239,7 +242,9 @@ class Trainer:
         self.model = build_model(cfg, data.image_shape).to(self.device)
         self.opts = build_optimizers(self.model, cfg)
         m = cfg.model
-        self.classify = m.class_input == "y" and cfg.data.labelled != 0  # semi-supervised phase
+        # the semi-supervised classification phase; with labelled = 0 a y head clusters instead
+        self.classify = m.class_input in ("y", "heads") and cfg.data.labelled != 0
+        self.cluster = m.class_input in ("y", "heads") and not self.classify
         needs_labels = bool(self.model.regularizers[0].num_labels) or self.classify or (
             m.class_input == "label")
         self.train_labels = self._label_subset() if needs_labels else None
@@ -500,6 +505,8 @@ class Trainer:
         cfg, epoch = self.cfg, line["epoch"]
         if self.classify:
             self._classification_errors(line)
+        elif self.cluster:
+            self._cluster_errors(line)
         append_line(self.out / "metrics.jsonl", json.dumps(line))
         if tb is not None:
             for k in (*LOSSES, "disc_acc_prior", "disc_acc_code", "images_per_s"):
@@ -535,6 +542,20 @@ class Trainer:
                     "image_shape": list(data.image_shape), "config": self.cfg.to_dict()}
             ckpt.save(self.out / "best", "best", t, meta)
         line["best_val_error"] = None if self.best_val == float("inf") else self.best_val
+
+    def _cluster_errors(self, line: dict[str, Any]) -> None:
+        """The clustering error (paper's rule and majority vote, mappings chosen on the validation
+        split) of the test set, where both splits have labels."""
+        from .clustering import cluster_scores
+
+        d = self.data
+        if d.val_x is None or d.val_y is None or d.test_y is None:
+            return
+        probs = [self.model.encode_all(x)["y"].cpu().numpy() for x in (d.val_x, d.test_x)]
+        sc = cluster_scores(probs[0], d.val_y.cpu().numpy(), probs[1], d.test_y.cpu().numpy())
+        line.update({"cluster_error": sc["paper_error"], "cluster_error_majority":
+                     sc["majority_error"], "nmi": sc["nmi"], "clusters_used": int(
+                         sum(s > 0 for s in sc["sizes"]))})
 
     def _check_divergence(self, bad: torch.Tensor, epoch: int) -> None:
         b = bad.tolist()
@@ -582,6 +603,8 @@ class Trainer:
         fit = artifacts.write_latent(self.out, self.model, self.data, self.cfg.train.seed,
                                      self.cfg.train.tsne_points)
         self._log(f"test codes vs prior: {summarize_fit(fit)}")
+        if self.model.class_input in ("y", "heads"):
+            artifacts.write_clusters(self.out, self.model, self.data)
         self._log(f"run written to {self.out}")
 
 

@@ -1,0 +1,121 @@
+"""Unsupervised clustering and dimensionality reduction (paper sections 6 and 7)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from aae.clustering import cluster_scores, majority_mapping, mapped_error, paper_rule_mapping
+from aae.config import resolve
+from aae.data import ImageData
+from aae.runs import build_model
+from aae.training import Trainer
+
+from conftest import make_images, tiny_config
+
+
+def test_cluster_to_label_rules_on_a_toy_assignment():
+    # 3 clusters over labels {0, 1}; cluster 2's most confident member is an exception
+    probs = np.array([[.9, .1, 0], [.8, .2, 0], [.1, .9, 0], [.2, .8, 0],
+                      [0, .1, .9], [0, .3, .7], [0, .4, .6]])
+    labels = np.array([0, 0, 1, 1, 0, 1, 1])
+    assigned = probs.argmax(1)
+    assert paper_rule_mapping(probs, labels).tolist() == [0, 1, 0]  # label of the argmax example
+    assert majority_mapping(assigned, labels, 3).tolist() == [0, 1, 1]
+    assert mapped_error(assigned, labels, [0, 1, 0]) == pytest.approx(2 / 7)
+    assert mapped_error(assigned, labels, [0, 1, 1]) == pytest.approx(1 / 7)
+    assert majority_mapping(np.array([0, 0]), np.array([1, 1]), 3).tolist() == [1, -1, -1]
+    sc = cluster_scores(probs, labels, probs, labels)
+    assert sc["paper_error"] == pytest.approx(2 / 7) and sc["majority_error"] == pytest.approx(1 / 7)
+    assert sc["nmi"] == pytest.approx(normalized_mutual_info_score(labels, assigned))
+    assert sc["ari"] == pytest.approx(adjusted_rand_score(labels, assigned))
+    assert sc["sizes"] == [2, 2, 3]
+
+
+def _heads_model(k=4, eta=2.0):
+    d = tiny_config().to_dict()
+    d["model"].update(class_input="heads", classes=k, head_eta=eta)
+    torch.manual_seed(0)
+    return build_model(resolve(d), (1, 8, 8))
+
+
+def test_head_penalty_is_zero_beyond_eta_and_pushes_close_heads_apart():
+    m = _heads_model(k=3, eta=2.0)
+    with torch.no_grad():
+        m.heads.copy_(torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]]))
+    assert m.head_penalty().item() == 0.0
+    with torch.no_grad():
+        m.heads.copy_(torch.tensor([[0.0, 0.0], [0.5, 0.0], [0.0, 3.0]]))
+    assert m.head_penalty().item() == pytest.approx(1.5)  # only the close pair: 2 - 0.5
+    opt = torch.optim.SGD([m.heads], lr=0.1)
+    before = torch.dist(m.heads[0], m.heads[1]).item()
+    opt.zero_grad()
+    m.head_penalty().backward()
+    opt.step()
+    assert torch.dist(m.heads[0], m.heads[1]).item() > before
+    assert m.heads.grad[2].abs().sum() == 0  # the far head feels nothing
+
+
+def test_representation_is_heads_plus_style():
+    m = _heads_model(k=4)
+    codes = m.encode(torch.rand(5, 1, 8, 8))
+    torch.testing.assert_close(codes["r"], codes["y"] @ m.heads + codes["z"])
+    assert m.decoder_inputs == ["r"] and m.decode(codes).shape == (5, 1, 8, 8)
+    c = m.prior_codes(torch.zeros(4, 2), classes=torch.arange(4))
+    torch.testing.assert_close(c["r"], m.heads)  # z = 0 decodes each cluster head itself
+
+
+@pytest.fixture
+def split_data():
+    x, y = make_images(300)
+    xt, yt = make_images(60, seed=1)
+    t = torch.from_numpy
+    return ImageData("toy", t(x[:240]), t(y[:240]).long(), t(xt), t(yt).long(),
+                     val_x=t(x[240:]), val_y=t(y[240:]).long())
+
+
+@pytest.mark.parametrize("mode", ["y", "heads"])
+def test_more_clusters_than_classes_trains_and_is_scored(split_data, tmp_path, mode):
+    d = tiny_config(epochs=3).to_dict()
+    d["model"].update(class_input=mode, classes=5)  # 5 clusters for 3 classes
+    d["data"].update(labelled=0)
+    t = Trainer(resolve(d), tmp_path / "r", data=split_data, quiet=True)
+    assert t.labelled_idx is None and "classify" in t.opts  # no classification phase runs
+    t.fit()
+    lines = [json.loads(ln) for ln in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 <= ln["cluster_error"] <= 1 and "cluster_error_majority" in ln for ln in lines)
+    assert "loss_classify" not in lines[-1]
+    assert (tmp_path / "r" / "clusters.png").stat().st_size > 0
+    assert (tmp_path / "r" / "style.png").stat().st_size > 0
+    if mode == "heads":
+        assert (tmp_path / "r" / "latent_scatter.png").stat().st_size > 0
+
+
+def test_evaluate_cluster_on_a_saved_run(tmp_path):
+    import subprocess
+    import sys
+
+    x, y = make_images(400)
+    np.savez(tmp_path / "toy.npz", x=x, y=y)
+    run = tmp_path / "run"
+    args = ["train", "--dataset", str(tmp_path / "toy.npz"), "--epochs", "2", "--batch-size", "16",
+            "--labelled", "0", "--out", str(run), "--quiet",
+            "--set", "model.class_input=heads", "--set", "model.classes=4",
+            "--set", "data.validation=40", "--set", "model.encoder_hidden=[32]",
+            "--set", "model.decoder_hidden=[32]", "--set", "model.disc_hidden=[16]",
+            "--set", "model.code_dim=2", "--set", "train.tsne_points=0"]
+    aae = [sys.executable, "-m", "aae"]
+    r = subprocess.run([*aae, *args], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([*aae, "evaluate", str(run), "--cluster"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    c = json.loads((run / "eval.json").read_text())["cluster"]
+    assert c["clusters"] == 4 and sum(c["sizes"]) == 40  # the test tenth of 400 images
+    assert 0 <= c["paper_error"] <= 1 and 0 <= c["knn_error"] <= 1 and c["representation_dim"] == 2
+    assert "paper's rule" in r.stdout
+    r = subprocess.run([*aae, "evaluate", str(run), "--classify"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2 and "use --cluster" in r.stderr
