@@ -100,6 +100,13 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--max-cells", type=int, default=0, metavar="K",
                     help="stop after K new cells (0: run the whole grid)")
 
+    rp = sub.add_parser("report", help="(re)write RUN/report.html, a self-contained page")
+    rp.add_argument("run", metavar="RUN_DIR")
+
+    cp = sub.add_parser("compare", help="runs side by side: DIR/compare.html and compare.csv")
+    cp.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    cp.add_argument("--out", required=True, metavar="DIR")
+
     pl = sub.add_parser("plot", help="redraw tsne.png, latent.png and latent.json from a run")
     pl.add_argument("run", metavar="RUN_DIR")
     pl.add_argument("--data-dir", metavar="DIR")
@@ -327,9 +334,23 @@ def cmd_experiment(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(a: argparse.Namespace) -> int:
+    from .report import write_report
+
+    print(write_report(a.run))
+    return 0
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    from .report import compare
+
+    print(compare(a.runs, a.out))
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "demo": cmd_demo, "presets": cmd_presets, "sample": cmd_sample,
             "encode": cmd_encode, "evaluate": cmd_evaluate, "plot": cmd_plot, "score": cmd_score,
-            "experiment": cmd_experiment}
+            "experiment": cmd_experiment, "report": cmd_report, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -158,3 +158,36 @@ def tsne_embed(x: np.ndarray, seed: int = 0, n_jobs: int = 0) -> np.ndarray:
     return np.asarray(TSNE(n_components=2, perplexity=30, early_exaggeration_iter=100, n_iter=250,
                            n_jobs=jobs, negative_gradient_method="fft", random_state=seed).fit(
         np.ascontiguousarray(x, dtype=np.float64)))
+
+
+def curves_png(panels: list[tuple[str, str, dict[str, tuple[list, list]]]], xlabel: str,
+               title: str = "", cols: int = 3) -> bytes:
+    """Line plots, one panel per (title, y label, {series name: (x, y)}); series sharing a name
+    keep one colour across panels (one run or one quantity per colour)."""
+    plt = _plt()
+    panels = [p for p in panels if any(len(x) for x, _ in p[2].values())]
+    if not panels:
+        panels = [("no data yet", "", {})]
+    cols = min(cols, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.2 * rows), dpi=90, squeeze=False)
+    names = list(dict.fromkeys(n for _, _, s in panels for n in s))
+    colours = {n: plt.cm.tab10(i % 10) for i, n in enumerate(names)}
+    for ax, (ptitle, ylabel, series) in zip(axes.flat, panels):
+        for name, (x, y) in series.items():
+            if len(x):
+                ax.plot(x, y, label=name, color=colours[name], marker="o" if len(x) < 30 else None,
+                        ms=3, lw=1.4)
+        ax.set_title(ptitle, fontsize=10)
+        ax.set_xlabel(xlabel, fontsize=9)
+        ax.set_ylabel(ylabel, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8)
+        if len(series) > 1:
+            ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _png(fig)

@@ -605,7 +605,10 @@ class Trainer:
         self._log(f"test codes vs prior: {summarize_fit(fit)}")
         if self.model.class_input in ("y", "heads"):
             artifacts.write_clusters(self.out, self.model, self.data)
-        self._log(f"run written to {self.out}")
+        from .report import write_report
+
+        write_report(self.out)
+        self._log(f"run written to {self.out} (open report.html)")
 
 
 def balanced_subset(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:
