@@ -88,3 +88,18 @@ def write_idx_set(folder: Path, n_train: int = 20, n_test: int = 10, gz: bool = 
 
 def has_real_mnist() -> bool:
     return (SHARED_DATA / "mnist" / "train-images-idx3-ubyte.gz").is_file()
+
+
+def assert_train_refuses(tmp_path: Path, args: list[str], needle: str) -> None:
+    """``aae train`` on the bundled digits with ``args`` exits 2 with one line naming ``needle``
+    and leaves no run directory."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "aae", "train", "--dataset", "digits", "--epochs", "1",
+                        "--batch-size", "16", "--out", str(out), "--quiet", *args],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr
+    assert not out.exists()

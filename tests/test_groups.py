@@ -1,7 +1,5 @@
 """Grouped discriminators (the seed's question): routing, aggregation, equivalence, errors."""
 
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -12,7 +10,7 @@ from aae.groups import StackedMLP, aggregate, group_means, to_groups
 from aae.runs import build_model
 from aae.training import Trainer, build_optimizers, train_step
 
-from conftest import tiny_config
+from conftest import assert_train_refuses, tiny_config
 
 
 def _plain_step(model, opts, x, prior_gen):
@@ -210,10 +208,4 @@ def test_total_budget_keeps_parameters_of_one_discriminator():
      "model.reject_quantile"),
 ])
 def test_bad_group_options_are_one_line_errors(tmp_path, args, needle):
-    out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "aae", "train", "--dataset", "digits", "--epochs", "1",
-                        "--batch-size", "16", "--out", str(out), "--quiet", *args],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2, r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr
-    assert not out.exists()
+    assert_train_refuses(tmp_path, args, needle)

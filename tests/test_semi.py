@@ -14,7 +14,7 @@ from aae.evaluate import classification_error
 from aae.runs import build_model
 from aae.training import Trainer, build_optimizers, train_step
 
-from conftest import make_images, tiny_config
+from conftest import assert_train_refuses, make_images, tiny_config
 
 
 def semi_config(labelled=30, epochs=4, **train):
@@ -136,13 +136,7 @@ def test_supervised_style_grid(tiny_data, tmp_path):
     (["--set", "model.class_input=maybe"], "option model.class_input"),
 ])
 def test_bad_semi_options_are_one_line_errors(tmp_path, args, needle):
-    out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "aae", "train", "--dataset", "digits", "--epochs", "1",
-                        "--batch-size", "16", "--out", str(out), "--quiet", *args],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2, r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr
-    assert not out.exists()
+    assert_train_refuses(tmp_path, args, needle)
 
 
 def test_unlabelled_folder_with_a_y_head_is_a_one_line_error(tmp_path):

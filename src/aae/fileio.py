@@ -95,3 +95,19 @@ def append_line(path: str | Path, line: str) -> None:
     except OSError as e:
         why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
         raise AAEError(f"cannot write {path}: {why}") from None
+
+
+def read_jsonl(path: str | Path, stop_at_bad: bool = True) -> list:
+    """The records of a JSON-lines file ([] if absent). A line that does not parse (cut by a
+    crash) ends the log (``stop_at_bad``, for logs whose order matters) or is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if stop_at_bad:
+                break
+    return out

@@ -34,7 +34,7 @@ from . import data as data_mod
 from .config import Config, resolve
 from .data import ImageData
 from .errors import AAEError
-from .fileio import append_line, atomic_write_bytes, atomic_write_text
+from .fileio import append_line, atomic_write_bytes, atomic_write_text, read_jsonl
 from .model import AAE
 
 # ---------------------------------------------------------------------------------------------
@@ -221,15 +221,7 @@ def cell_config(grid: Grid, arm: str, seed: int) -> Config:
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut by a crash: that cell runs again
-    return out
+    return read_jsonl(path, stop_at_bad=False)  # a cut line: that cell runs again
 
 
 class Evaluator:

@@ -27,7 +27,7 @@ from typing import Any
 from . import plots
 from .config import Config, load_toml
 from .errors import AAEError
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, read_jsonl
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
@@ -86,15 +86,7 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def read_metrics(run: Path) -> list[dict[str, Any]]:
-    path = run / "metrics.jsonl"
-    out = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    return out
+    return read_jsonl(run / "metrics.jsonl")
 
 
 def _json(path: Path) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from . import data as data_mod
 from .config import PHASES, Config, OptimConfig, to_toml
 from .distributed import SINGLE, Shard
 from .errors import AAEError, DivergenceError, Interrupted
-from .fileio import append_line, atomic_write_text
+from .fileio import append_line, atomic_write_text, read_jsonl
 from .metrics import summarize_fit
 from .model import AAE
 from .runs import build_model, check_images, load_config, load_weights, prepare_new
@@ -673,15 +673,7 @@ def _progress(steps: int, epoch: int, epochs: int, start: int, quiet: bool):
 
 
 def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a line cut by a crash ends the usable log
-    return out
+    return read_jsonl(path)  # a line cut by a crash ends the usable log
 
 
 def _last_metrics(path: Path) -> dict[str, Any]:
