@@ -110,6 +110,12 @@ def test_evaluate_classify_matches_the_model(tmp_path):
     expected = float((model.predict(data.test_x) != data.test_y).float().mean())
     assert result["last"]["test_error"] == pytest.approx(expected)
     assert "val_error" in result["best"] and "test error" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "aae", "encode", str(run), "--out",
+                        str(tmp_path / "codes.npz")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    with np.load(tmp_path / "codes.npz") as f:  # q(y|x) exported beside z
+        assert f["z"].shape == (len(data.test_x), 8) and f["y"].shape == (len(data.test_x), 3)
+        np.testing.assert_allclose(f["y"].sum(1), 1, rtol=1e-5)
     conf = np.array(result["last"]["confusion"])
     assert conf.sum() == len(data.test_y) and 1 - np.trace(conf) / conf.sum() == pytest.approx(expected)
 
