@@ -509,8 +509,10 @@ class Trainer:
             self._cluster_errors(line)
         append_line(self.out / "metrics.jsonl", json.dumps(line))
         if tb is not None:
-            for k in (*LOSSES, "disc_acc_prior", "disc_acc_code", "images_per_s"):
-                tb.add_scalar(k, line[k], epoch)
+            for k in (*LOSSES, "disc_acc_prior", "disc_acc_code", "images_per_s", "loss_classify",
+                      "val_error", "test_error", "cluster_error", "cluster_error_majority"):
+                if k in line:
+                    tb.add_scalar(k, line[k], epoch)
         self._warn_balance(line)
         if epoch in cfg.train.sample_epochs or epoch == cfg.train.epochs:
             path = artifacts.write_samples(self.out, self.model, self.sample_noise, epoch)
