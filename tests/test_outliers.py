@@ -113,6 +113,17 @@ def test_experiment_resumes_without_redoing_cells(tmp_path):
     summary = (out / "summary.md").read_text()
     assert "N4-median" in summary and "AUROC recon. error" in summary
     assert (out / "metrics_noise.png").stat().st_size > 0
+    # a finished grid summarized with another one: cells counted once, ids unique
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "results.jsonl").write_text("\n".join(lines[:2]) + "\n")
+    r = _aae("experiment", "outliers", "--grid", "test", "--out", str(out), "--include",
+             str(other), env=env)
+    assert r.returncode == 0 and f"{len(expected)} cells" in r.stdout
+    assert f"{len(expected)} cells" in (out / "summary.md").read_text()
+    r = _aae("experiment", "outliers", "--grid", "test", "--out", str(out), "--include",
+             str(tmp_path / "nowhere"), env=env)
+    assert r.returncode == 2 and "option --include" in r.stderr
     auc = [r["metrics"]["auroc"] for r in rows if r["eps"] > 0]
     assert auc and all(0 <= v <= 1 for a in auc for v in a.values())
 

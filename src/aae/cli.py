@@ -94,11 +94,13 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("experiment", help="resumable experiments (results.jsonl, summary.md)")
     ex.add_argument("name", choices=["outliers"], help="outliers: the grouped-discriminator "
                                                        "contamination experiment")
-    ex.add_argument("--grid", default="screen", help="screen | full | test")
+    ex.add_argument("--grid", default="screen", help="screen | followup | full | test")
     ex.add_argument("--out", required=True, metavar="DIR")
     ex.add_argument("--data-dir", metavar="DIR")
     ex.add_argument("--max-cells", type=int, default=0, metavar="K",
                     help="stop after K new cells (0: run the whole grid)")
+    ex.add_argument("--include", action="append", default=[], metavar="DIR",
+                    help="also summarize the results of another grid's folder (repeatable)")
 
     rp = sub.add_parser("report", help="(re)write RUN/report.html, a self-contained page")
     rp.add_argument("run", metavar="RUN_DIR")
@@ -328,7 +330,11 @@ def cmd_experiment(a: argparse.Namespace) -> int:
 
     if a.max_cells < 0:
         raise AAEError(f"option --max-cells: expected an integer >= 0, got {a.max_cells}")
-    results = run_grid(a.grid, Path(a.out), a.data_dir, a.max_cells)
+    for d in a.include:
+        if not (Path(d) / "results.jsonl").is_file():
+            raise AAEError(f"option --include {d}: no results.jsonl there")
+    results = run_grid(a.grid, Path(a.out), a.data_dir, a.max_cells,
+                       include=[Path(d) for d in a.include])
     print(f"{len(results)} cells in {Path(a.out) / 'results.jsonl'}; tables in "
           f"{Path(a.out) / 'summary.md'}")
     return 0

@@ -147,6 +147,20 @@ GRIDS: dict[str, Grid] = {
                                  "group_split": "shard", "disc_budget": "total"},
             "reject-20": {"reject_quantile": 0.2},
         }, epochs=20, model=_SMALL),
+    "followup": Grid(
+        "what the screen shows to matter: is it the split or the smaller discriminators? N1 with "
+        "discriminators as narrow as each of N16's (128), N16-median with full-size ones, one "
+        "shared discriminator with a median over 16 groups (MoM-WGAN), likelihood rejection of "
+        "the 20% least likely codes (Beggel et al.); eps 0 and 20%, 3 seeds (summarize with "
+        "--include the screen for N1 and N16-median)",
+        (0, 1, 2), ("noise", "near"), (0.0, 0.2), {
+            "N1-small": {"disc_hidden": [128, 128]},
+            "N16-median-each": {"disc_groups": 16, "disc_aggregate": "median",
+                                "disc_budget": "each"},
+            "N16-median-shared": {"disc_groups": 16, "disc_aggregate": "median",
+                                  "disc_shared": True},
+            "reject-20": {"reject_quantile": 0.2},
+        }, epochs=20, model=_SMALL),
     "test": Grid(  # for the test suite: tiny data, tiny model
         "a tiny grid for tests", (0,), ("noise", "near"), (0.0, 0.2),
         {"N1": {}, "N4-median": {"disc_groups": 4, "disc_aggregate": "median"}},
@@ -295,8 +309,10 @@ class Evaluator:
 
 
 def run_grid(name: str, out: Path, data_dir: str | None = None, max_cells: int = 0,
-             quiet: bool = False) -> list[dict[str, Any]]:
-    """Run (or continue) grid ``name`` in ``out``; returns every result so far."""
+             quiet: bool = False, include: list[Path] | tuple[Path, ...] = ()
+             ) -> list[dict[str, Any]]:
+    """Run (or continue) grid ``name`` in ``out``; returns every result so far. The summary also
+    covers the results of the grids in ``include`` (cells of the same seeds are paired)."""
     from .training import Trainer
 
     if name not in GRIDS:
@@ -308,8 +324,17 @@ def run_grid(name: str, out: Path, data_dir: str | None = None, max_cells: int =
     todo = [c for c in cells(grid) if cell_id(c[0], c[1], c[2], c[3]) not in done]
     log = (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     log(f"grid {name}: {len(done)} cells done, {len(todo)} to run -> {results_path}")
+    def merged() -> list[dict[str, Any]]:
+        own = read_results(results_path)
+        ids = {r["id"] for r in own}
+        extra = [r for d in include for r in read_results(Path(d) / "results.jsonl")
+                 if r["id"] not in ids]
+        return extra + own
+
     if not todo:
-        return read_results(results_path)
+        results = merged()
+        summarize(results, out)
+        return results
     pools = Pools(grid.types, data_dir)
     evaluator = Evaluator(pools, grid)
     for count, (seed, kind, eps, arm) in enumerate(todo):
@@ -345,7 +370,7 @@ def run_grid(name: str, out: Path, data_dir: str | None = None, max_cells: int =
         log(f"[{count + 1}/{len(todo)}] {cid}: FID {metrics['fid']:.2f}, KID {metrics['kid']:.4f}, "
             f"leak {metrics['leakage']:.3f}, MMD2 {metrics['mmd2']:.4f}, "
             f"{row['seconds_per_epoch']:.1f} s/epoch, eval {row['eval_seconds']} s")
-    results = read_results(results_path)
+    results = merged()
     summarize(results, out)
     return results
 
