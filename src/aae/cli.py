@@ -185,6 +185,13 @@ def cmd_presets(a: argparse.Namespace) -> int:  # noqa: ARG001
     print(f"{'preset':<{width}}  {'2 CPU cores':<{twidth}}  description")
     for name, p in PRESETS.items():
         print(f"{name:<{width}}  {p.time_cpu:<{twidth}}  {p.description}")
+    from .outliers import GRIDS
+
+    print("\nexperiments (aae experiment outliers --grid NAME --out DIR; resumable):")
+    for name, g in GRIDS.items():
+        if name != "test":
+            n = len(g.seeds) * len(g.types) * len(g.eps) * len(g.arms)
+            print(f"  {name:<10} {n} cells, {g.time_cpu}: {g.description}")
     return 0
 
 

@@ -113,6 +113,7 @@ class Grid:
     epochs: int = 10
     model: dict[str, Any] = field(default_factory=dict)
     n_eval: int = 5000  # test images and decoded samples for the sample metrics
+    time_cpu: str = ""  # expected wall time on 2 CPU cores
 
 
 _SCREEN_ARMS = {
@@ -129,10 +130,11 @@ GRIDS: dict[str, Grid] = {
     "screen": Grid(
         "the issue's screen: eps 0/5/20%, far (noise) and near (digits 5-9) outliers, N 1/4/16, "
         "mean vs median, 3 seeds; 10 000 training images, 20 epochs, 512-wide MLPs",
-        (0, 1, 2), ("noise", "near"), (0.0, 0.05, 0.2), _SCREEN_ARMS, epochs=20, model=_SMALL),
+        (0, 1, 2), ("noise", "near"), (0.0, 0.05, 0.2), _SCREEN_ARMS, epochs=20, model=_SMALL,
+        time_cpu="about 80 min (measured, sharing the cores)"),
     "full": Grid(
-        "the follow-up: every aggregate and control at eps 0/5/20%, all three outlier types, "
-        "5 seeds (same scale as the screen)",
+        "the whole protocol: every aggregate and control at eps 0/5/20%, all three outlier "
+        "types, 5 seeds (same scale as the screen)",
         (0, 1, 2, 3, 4), ("noise", "fashion", "near"), (0.0, 0.05, 0.2), {
             **_SCREEN_ARMS,
             "N16-softmax": {"disc_groups": 16, "disc_aggregate": "softmax"},
@@ -146,7 +148,7 @@ GRIDS: dict[str, Grid] = {
             "N16-median-shard": {"disc_groups": 16, "disc_aggregate": "median",
                                  "group_split": "shard", "disc_budget": "total"},
             "reject-20": {"reject_quantile": 0.2},
-        }, epochs=20, model=_SMALL),
+        }, epochs=20, model=_SMALL, time_cpu="about 8 h (est.)"),
     "followup": Grid(
         "what the screen shows to matter: is it the split or the smaller discriminators? N1 with "
         "discriminators as narrow as each of N16's (128), N16-median with full-size ones, one "
@@ -160,7 +162,7 @@ GRIDS: dict[str, Grid] = {
             "N16-median-shared": {"disc_groups": 16, "disc_aggregate": "median",
                                   "disc_shared": True},
             "reject-20": {"reject_quantile": 0.2},
-        }, epochs=20, model=_SMALL),
+        }, epochs=20, model=_SMALL, time_cpu="about 40 min (est.)"),
     "test": Grid(  # for the test suite: tiny data, tiny model
         "a tiny grid for tests", (0,), ("noise", "near"), (0.0, 0.2),
         {"N1": {}, "N4-median": {"disc_groups": 4, "disc_aggregate": "median"}},
