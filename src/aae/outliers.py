@@ -414,6 +414,44 @@ def bootstrap_ci(diffs: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple[fl
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+HEADLINE = ("fid", "coverage", "leakage", "mmd2", "recon_error")
+
+
+def _cell(by: dict, kind: str, eps: float, arm: str, key: str) -> str:
+    """mean +- std over seeds, and the bootstrap interval of the paired difference from N1."""
+    seeds = sorted(s for (k, e, a, s) in by if k == kind and e == eps and a == arm)
+    vals = np.array([_get(by[(kind, eps, arm, s)]["metrics"], key) for s in seeds])
+    vals = vals[np.isfinite(vals)]
+    if not len(vals):
+        return "-"
+    text = f"{vals.mean():.4g} +- {vals.std(ddof=1) if len(vals) > 1 else 0:.2g}"
+    if arm != "N1":
+        d = np.array([_get(by[(kind, eps, arm, s)]["metrics"], key)
+                      - _get(by[(kind, eps, "N1", s)]["metrics"], key)
+                      for s in seeds if (kind, eps, "N1", s) in by])
+        lo, hi = bootstrap_ci(d[np.isfinite(d)])
+        if np.isfinite(lo):
+            text += f" [{lo:+.3g}, {hi:+.3g}]"
+    return text
+
+
+def headline(results: list[dict[str, Any]], kind: str, eps: float) -> str:
+    """One markdown table: every arm's key metrics at one (outlier type, eps)."""
+    by = {(r["type"], r["eps"], r["arm"], r["seed"]): r for r in results}
+    arms = list(dict.fromkeys(r["arm"] for r in results))
+    labels = {k: lab for k, lab, _ in METRIC_ROWS}
+    n = len({r["seed"] for r in results if r["type"] == kind and r["eps"] == eps})
+    rows = [f"{kind} outliers, eps = {eps:.0%} ({n} seeds; mean +- std, [95% bootstrap interval "
+            "of the paired difference from N1])", "",
+            "| arm | " + " | ".join(labels[k] for k in HEADLINE) + " |",
+            "|---" * (len(HEADLINE) + 1) + "|"]
+    for arm in arms:
+        if any(a == arm and k == kind and e == eps for (k, e, a, _) in by):
+            rows.append(f"| {arm} | " + " | ".join(_cell(by, kind, eps, arm, k) for k in HEADLINE)
+                        + " |")
+    return "\n".join(rows)
+
+
 def summarize(results: list[dict[str, Any]], out: Path) -> str:
     """Write ``summary.md`` (tables) and ``metrics_<type>.png`` (plots) into ``out``."""
     if not results:
@@ -421,7 +459,10 @@ def summarize(results: list[dict[str, Any]], out: Path) -> str:
     arms = list(dict.fromkeys(r["arm"] for r in results))
     kinds = list(dict.fromkeys(r["type"] for r in results))
     by = {(r["type"], r["eps"], r["arm"], r["seed"]): r for r in results}
-    lines = [f"# Contamination experiment: {len(results)} cells", ""]
+    lines = [f"# Contamination experiment: {len(results)} cells", "", "## Headline", ""]
+    for kind in kinds:
+        for e in sorted({r["eps"] for r in results if r["type"] == kind}):
+            lines += [headline(results, kind, e), ""]
     for kind in kinds:
         eps_list = sorted({r["eps"] for r in results if r["type"] == kind})
         lines += [f"## Outliers: {kind}", ""]
@@ -432,25 +473,8 @@ def summarize(results: list[dict[str, Any]], out: Path) -> str:
                     "from N1]", "", head, "|---" * (len(eps_list) + 1) + "|"]
             any_value = False
             for arm in arms:
-                cells_ = []
-                for e in eps_list:
-                    seeds = sorted(s for (k, ee, a, s) in by if k == kind and ee == e and a == arm)
-                    vals = np.array([_get(by[(kind, e, arm, s)]["metrics"], key) for s in seeds])
-                    vals = vals[np.isfinite(vals)]
-                    if not len(vals):
-                        cells_.append("-")
-                        continue
-                    any_value = True
-                    text = f"{vals.mean():.4g} +- {vals.std(ddof=1) if len(vals) > 1 else 0:.2g}"
-                    if arm != "N1":
-                        pairs = [(_get(by[(kind, e, arm, s)]["metrics"], key),
-                                  _get(by[(kind, e, "N1", s)]["metrics"], key))
-                                 for s in seeds if (kind, e, "N1", s) in by]
-                        d = np.array([a - b for a, b in pairs if np.isfinite(a - b)])
-                        lo, hi = bootstrap_ci(d)
-                        if np.isfinite(lo):
-                            text += f" [{lo:+.3g}, {hi:+.3g}]"
-                    cells_.append(f"{text} (n={len(vals)})")
+                cells_ = [_cell(by, kind, e, arm, key) for e in eps_list]
+                any_value = any_value or any(c != "-" for c in cells_)
                 rows.append(f"| {arm} | " + " | ".join(cells_) + " |")
             if any_value:
                 lines += rows + [""]
