@@ -391,6 +391,9 @@ class Trainer:
             last = _last_metrics(self.out / "metrics.jsonl")
         if main:
             self._finish()
+        # every rank waits for rank 0's plots and report: a process group torn down on one rank
+        # while the other still runs aborts the whole job (gloo)
+        self.shard.barrier()
         distributed.teardown(self.shard)
         return last
 
