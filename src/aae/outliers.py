@@ -446,8 +446,10 @@ def headline(results: list[dict[str, Any]], kind: str, eps: float) -> str:
             "| arm | " + " | ".join(labels[k] for k in HEADLINE) + " |",
             "|---" * (len(HEADLINE) + 1) + "|"]
     for arm in arms:
-        if any(a == arm and k == kind and e == eps for (k, e, a, _) in by):
-            rows.append(f"| {arm} | " + " | ".join(_cell(by, kind, eps, arm, k) for k in HEADLINE)
+        k_arm = sum(1 for (k, e, a, _) in by if a == arm and k == kind and e == eps)
+        if k_arm:
+            name = arm if k_arm == n else f"{arm} ({k_arm} of {n} seeds so far)"
+            rows.append(f"| {name} | " + " | ".join(_cell(by, kind, eps, arm, k) for k in HEADLINE)
                         + " |")
     return "\n".join(rows)
 
