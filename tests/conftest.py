@@ -38,12 +38,43 @@ def make_images(n: int, side: int = 8, seed: int = 0, classes: int = 3):
     return np.clip(x, 0, 1), y
 
 
+def toy_data(n_train: int = 240, n_test: int = 60, validation: int = 0) -> ImageData:
+    """Toy images as an ImageData; ``validation`` more images held out as a validation split."""
+    x, y = make_images(n_train + validation)
+    xt, yt = make_images(n_test, seed=1)
+    t = torch.from_numpy
+    data = ImageData("toy", t(x[:n_train]), t(y[:n_train]).long(), t(xt), t(yt).long())
+    if validation:
+        data.val_x, data.val_y = t(x[n_train:]), t(y[n_train:]).long()
+    return data
+
+
 @pytest.fixture
 def tiny_data() -> ImageData:
-    x, y = make_images(240)
-    xt, yt = make_images(60, seed=1)
-    return ImageData("toy", torch.from_numpy(x), torch.from_numpy(y).long(),
-                     torch.from_numpy(xt), torch.from_numpy(yt).long())
+    return toy_data()
+
+
+@pytest.fixture
+def split_data() -> ImageData:
+    return toy_data(240, 60, validation=60)
+
+
+def train_toy_cli(tmp_path: Path, *sets: str) -> Path:
+    """``aae train`` on 400 toy images saved as .npz (small networks, 2 epochs); returns the run."""
+    import subprocess
+    import sys
+
+    x, y = make_images(400)
+    np.savez(tmp_path / "toy.npz", x=x, y=y)
+    run = tmp_path / "run"
+    args = ["train", "--dataset", str(tmp_path / "toy.npz"), "--epochs", "2", "--batch-size", "16",
+            "--out", str(run), "--quiet", "--set", "model.encoder_hidden=[32]",
+            "--set", "model.decoder_hidden=[32]", "--set", "model.disc_hidden=[16]",
+            "--set", "train.tsne_points=0", *sets]
+    r = subprocess.run([sys.executable, "-m", "aae", *args], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    return run
 
 
 def tiny_config(**train) -> Config:

@@ -9,11 +9,10 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from aae.clustering import cluster_scores, majority_mapping, mapped_error, paper_rule_mapping
 from aae.config import resolve
-from aae.data import ImageData
 from aae.runs import build_model
 from aae.training import Trainer
 
-from conftest import make_images, tiny_config
+from conftest import tiny_config, train_toy_cli
 
 
 def test_cluster_to_label_rules_on_a_toy_assignment():
@@ -67,15 +66,6 @@ def test_representation_is_heads_plus_style():
     torch.testing.assert_close(c["r"], m.heads)  # z = 0 decodes each cluster head itself
 
 
-@pytest.fixture
-def split_data():
-    x, y = make_images(300)
-    xt, yt = make_images(60, seed=1)
-    t = torch.from_numpy
-    return ImageData("toy", t(x[:240]), t(y[:240]).long(), t(xt), t(yt).long(),
-                     val_x=t(x[240:]), val_y=t(y[240:]).long())
-
-
 @pytest.mark.parametrize("mode", ["y", "heads"])
 def test_more_clusters_than_classes_trains_and_is_scored(split_data, tmp_path, mode):
     d = tiny_config(epochs=3).to_dict()
@@ -97,18 +87,10 @@ def test_evaluate_cluster_on_a_saved_run(tmp_path):
     import subprocess
     import sys
 
-    x, y = make_images(400)
-    np.savez(tmp_path / "toy.npz", x=x, y=y)
-    run = tmp_path / "run"
-    args = ["train", "--dataset", str(tmp_path / "toy.npz"), "--epochs", "2", "--batch-size", "16",
-            "--labelled", "0", "--out", str(run), "--quiet",
-            "--set", "model.class_input=heads", "--set", "model.classes=4",
-            "--set", "data.validation=40", "--set", "model.encoder_hidden=[32]",
-            "--set", "model.decoder_hidden=[32]", "--set", "model.disc_hidden=[16]",
-            "--set", "model.code_dim=2", "--set", "train.tsne_points=0"]
+    run = train_toy_cli(tmp_path, "--labelled", "0", "--set", "model.class_input=heads",
+                        "--set", "model.classes=4", "--set", "data.validation=40",
+                        "--set", "model.code_dim=2")
     aae = [sys.executable, "-m", "aae"]
-    r = subprocess.run([*aae, *args], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
     r = subprocess.run([*aae, "evaluate", str(run), "--cluster"], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr

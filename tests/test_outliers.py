@@ -13,7 +13,7 @@ from aae.metrics import kid, prdc
 from aae.outliers import GRIDS, cell_id, cells, contaminate
 from aae.training import Trainer
 
-from conftest import make_images, tiny_config, write_idx_set
+from conftest import make_images, tiny_config, toy_data, write_idx_set
 
 
 def _aae(*args, **kw):
@@ -23,14 +23,8 @@ def _aae(*args, **kw):
 
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
-    from aae.data import ImageData
-
-    x, y = make_images(480)
-    xt, yt = make_images(60, seed=1)
-    data = ImageData("toy", torch.from_numpy(x), torch.from_numpy(y).long(),
-                     torch.from_numpy(xt), torch.from_numpy(yt).long())
     run = tmp_path_factory.mktemp("score") / "run"
-    Trainer(tiny_config(epochs=8), run, data=data, quiet=True).fit()
+    Trainer(tiny_config(epochs=8), run, data=toy_data(480), quiet=True).fit()
     return run
 
 

@@ -11,21 +11,12 @@ from aae.config import resolve
 from aae.report import compare, write_report
 from aae.training import Trainer
 
-from conftest import tiny_config
+from conftest import tiny_config, toy_data
 
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    import torch
-
-    from aae.data import ImageData
-
-    from conftest import make_images
-
-    x, y = make_images(240)
-    xt, yt = make_images(60, seed=1)
-    data = ImageData("toy", torch.from_numpy(x), torch.from_numpy(y).long(),
-                     torch.from_numpy(xt), torch.from_numpy(yt).long())
+    data = toy_data()
     base = tmp_path_factory.mktemp("report")
     runs = []
     for seed in (0, 1):  # two runs that differ in one option

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from aae.config import resolve
-from aae.data import ImageData, load
+from aae.data import load
 from aae.evaluate import classification_error
 from aae.runs import build_model
 from aae.training import Trainer, build_optimizers, train_step
 
-from conftest import assert_train_refuses, make_images, tiny_config
+from conftest import assert_train_refuses, tiny_config, train_toy_cli
 
 
 def semi_config(labelled=30, epochs=4, **train):
@@ -22,15 +22,6 @@ def semi_config(labelled=30, epochs=4, **train):
     d["model"].update(class_input="y", classes=3, code_dim=2)
     d["data"].update(labelled=labelled)
     return resolve(d)
-
-
-@pytest.fixture
-def split_data():
-    x, y = make_images(300)
-    xt, yt = make_images(60, seed=1)
-    t = lambda a: torch.from_numpy(a)  # noqa: E731
-    return ImageData("toy", t(x[:240]), t(y[:240]).long(), t(xt), t(yt).long(),
-                     val_x=t(x[240:]), val_y=t(y[240:]).long())
 
 
 def test_y_head_is_a_distribution_and_decoder_takes_it(tiny_data):
@@ -87,18 +78,8 @@ def test_classification_error_on_known_answers():
 
 
 def test_evaluate_classify_matches_the_model(tmp_path):
-    x, y = make_images(400)
-    np.savez(tmp_path / "toy.npz", x=x, y=y)
-    run = tmp_path / "run"
-    args = ["train", "--dataset", str(tmp_path / "toy.npz"), "--epochs", "2", "--batch-size", "16",
-            "--labelled", "30", "--out", str(run), "--quiet",
-            "--set", "model.class_input=y", "--set", "model.classes=3",
-            "--set", "data.validation=40", "--set", "model.encoder_hidden=[32]",
-            "--set", "model.decoder_hidden=[32]", "--set", "model.disc_hidden=[16]",
-            "--set", "train.tsne_points=0"]
-    r = subprocess.run([sys.executable, "-m", "aae", *args], capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0, r.stderr
+    run = train_toy_cli(tmp_path, "--labelled", "30", "--set", "model.class_input=y",
+                        "--set", "model.classes=3", "--set", "data.validation=40")
     r = subprocess.run([sys.executable, "-m", "aae", "evaluate", str(run), "--classify"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
