@@ -222,26 +222,34 @@ def _mirrors(name: str) -> list[str]:
     return [m for m in env.split(",") if m] if env else MIRRORS[name]
 
 
+def _find_or_fetch(name: str, data_dir, allow_download: bool, find, hint: str,
+                   timeout: float = 20.0):
+    """``find(folder)`` on each look-up folder of ``name``, then on the cache after an
+    MD5-verified download (unless downloads are off); a one-line error naming every folder."""
+    dirs = search_dirs(name, data_dir)
+    found = next((f for d in dirs if (f := find(d))), None)
+    if found is not None:
+        return found
+    offline = os.environ.get("AAE_OFFLINE", "") not in ("", "0")
+    problem = "downloads are off (data.download = false)" if not allow_download else (
+        "downloads are off (AAE_OFFLINE is set)" if offline else "")
+    if not problem:
+        try:
+            download(name, cache_dir() / name, timeout=timeout)
+            found = find(cache_dir() / name)
+        except AAEError as e:
+            problem = str(e)
+    if found is None:
+        raise AAEError(f"dataset {name!r} not found in {', '.join(map(str, dirs))}, and "
+                       f"{problem or 'the download is incomplete'}; {hint}")
+    return found
+
+
 def load_idx_dataset(name: str, data_dir: str | Path | None = None, allow_download: bool = True
                      ) -> ImageData:
-    dirs = search_dirs(name, data_dir)
-    files = next((f for d in dirs if (f := _complete_dir(d))), None)
-    if files is None:
-        offline = os.environ.get("AAE_OFFLINE", "") not in ("", "0")
-        problem = "downloads are off (data.download = false)" if not allow_download else (
-            "downloads are off (AAE_OFFLINE is set)" if offline else "")
-        if not problem:
-            dest = cache_dir() / name
-            try:
-                download(name, dest)
-                files = _complete_dir(dest)
-            except AAEError as e:
-                problem = str(e)
-        if files is None:
-            raise AAEError(
-                f"dataset {name!r} not found in {', '.join(map(str, dirs))}, and {problem}; "
-                f"put the four IDX files in one of those folders, set AAE_DATA_DIR or pass --data-dir"
-            )
+    files = _find_or_fetch(name, data_dir, allow_download, _complete_dir,
+                           "put the four IDX files in one of those folders, set AAE_DATA_DIR or "
+                           "pass --data-dir")
     arrays = {k: read_idx(p) for k, p in files.items()}
     for split in ("train", "test"):
         x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
@@ -291,21 +299,9 @@ def read_svhn_mat(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 def load_svhn(data_dir: str | Path | None = None, allow_download: bool = True) -> ImageData:
     names = tuple(MD5["svhn"])
-    dirs = search_dirs("svhn", data_dir)
-    folder = next((d for d in dirs if all((d / f).is_file() for f in names)), None)
-    if folder is None:
-        offline = os.environ.get("AAE_OFFLINE", "") not in ("", "0")
-        problem = "downloads are off (data.download = false)" if not allow_download else (
-            "downloads are off (AAE_OFFLINE is set)" if offline else "")
-        if not problem:
-            try:
-                download("svhn", cache_dir() / "svhn", timeout=120.0)
-                folder = cache_dir() / "svhn"
-            except AAEError as e:
-                problem = str(e)
-        if folder is None:
-            raise AAEError(f"dataset 'svhn' not found in {', '.join(map(str, dirs))}, and "
-                           f"{problem}; put {' and '.join(names)} in one of those folders")
+    folder = _find_or_fetch("svhn", data_dir, allow_download,
+                            lambda d: d if all((d / f).is_file() for f in names) else None,
+                            f"put {' and '.join(names)} in one of those folders", timeout=120.0)
     train_x, train_y = read_svhn_mat(folder / names[0])
     test_x, test_y = read_svhn_mat(folder / names[1])
     return ImageData("svhn", train_x, train_y, test_x, test_y, None, source=str(folder))

@@ -171,10 +171,10 @@ def eval_classify(ctx: Context) -> dict[str, Any]:
         raise AAEError(f"--classify needs test labels; dataset {ctx.cfg.data.dataset} has none")
 
     def errors(model) -> dict[str, Any]:
-        out = {"test_error": classification_error(model.predict(ctx.data.test_x), ctx.data.test_y)}
+        pred = model.predict(ctx.data.test_x)
+        out = {"test_error": classification_error(pred, ctx.data.test_y)}
         if ctx.data.val_x is not None and ctx.data.val_y is not None:
             out["val_error"] = classification_error(model.predict(ctx.data.val_x), ctx.data.val_y)
-        pred = model.predict(ctx.data.test_x)
         k = ctx.model.classes
         conf = torch.bincount(ctx.data.test_y.cpu() * k + pred.cpu(), minlength=k * k).view(k, k)
         out["confusion"] = conf.tolist()  # rows: true class, columns: predicted
