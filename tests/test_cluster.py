@@ -101,3 +101,33 @@ def test_evaluate_cluster_on_a_saved_run(tmp_path):
     r = subprocess.run([*aae, "evaluate", str(run), "--classify"], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 2 and "use --cluster" in r.stderr
+
+
+def test_balance_term_is_zero_when_balanced_and_revives_an_empty_cluster():
+    from aae.model import balance_kl
+
+    k = 4
+    assert float(balance_kl(torch.eye(k).repeat(3, 1))) == pytest.approx(0.0, abs=1e-6)
+    assert float(balance_kl(torch.eye(k)[[0] * 6])) == pytest.approx(np.log(k), rel=1e-5)
+    # a batch that never uses cluster 3: the term's gradient raises every example's logit of 3
+    logits = torch.tensor([[5.0, 0, 0, -5], [0, 5.0, 0, -5], [0, 0, 5.0, -5]], requires_grad=True)
+    balance_kl(torch.softmax(logits, 1)).backward()
+    assert (logits.grad[:, 3] < 0).all()  # gradient descent moves them up
+    # the encoder's adversarial loss of the y regularizer includes it with model.y_balance
+    d = tiny_config().to_dict()
+    d["model"].update(class_input="y", classes=k)
+    torch.manual_seed(0)
+    plain = build_model(resolve(d), (1, 8, 8))
+    d["model"]["y_balance"] = 2.0
+    torch.manual_seed(0)
+    balanced = build_model(resolve(d), (1, 8, 8))
+    y = torch.softmax(logits.detach(), 1)
+    ry, ry2 = plain.regularizers[1], balanced.regularizers[1]
+    with torch.no_grad():
+        gap = float(ry2.gen_loss(y) - ry.gen_loss(y))
+    assert gap == pytest.approx(2.0 * float(balance_kl(y)), rel=1e-5)
+    assert float(balanced.regularizers[0].gen_loss(torch.zeros(3, d["model"]["code_dim"]))) == \
+        pytest.approx(float(plain.regularizers[0].gen_loss(torch.zeros(3, d["model"]["code_dim"]))))
+    d["model"]["y_balance"] = -1.0
+    with pytest.raises(Exception, match="model.y_balance"):
+        resolve(d)

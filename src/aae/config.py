@@ -59,6 +59,10 @@ class ModelConfig:
     head_eta: float = 2.0  # heads: the penalty is zero for cluster heads farther apart than this
     head_weight: float = 1.0  # heads: weight of the head penalty in the reconstruction phase
     head_init: float = 1.0  # heads: std of the cluster heads' initial values
+    # y head: weight of KL(batch mean of q(y|x) || uniform) in the encoder's adversarial phase.
+    # Not in the paper: without it unsupervised clustering left most clusters empty here
+    # (docs/clustering.md); 0 = the paper's categorical adversary alone
+    y_balance: float = 0.0
     # grouped discriminators (the seed's question; aae.groups, docs/outliers.md)
     disc_groups: int = 1  # N: split each batch into N groups, one discriminator each; 1 = plain
     group_split: str = "random"  # random: fresh groups every step | shard: fixed dataset shards
@@ -282,6 +286,7 @@ def _validate(cfg: Config) -> None:
     need(m.head_eta > 0, "model.head_eta", "a number > 0", m.head_eta)
     need(m.head_weight >= 0, "model.head_weight", "a number >= 0", m.head_weight)
     need(m.head_init > 0, "model.head_init", "a number > 0", m.head_init)
+    need(m.y_balance >= 0, "model.y_balance", "a number >= 0", m.y_balance)
     need(m.classes >= 2, "model.classes", "an integer >= 2", m.classes)
     need(t.input_noise >= 0, "train.input_noise", "a number >= 0", t.input_noise)
     need(0 <= m.reject_quantile < 1, "model.reject_quantile (--reject-quantile)",

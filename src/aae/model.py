@@ -35,6 +35,19 @@ def mlp(sizes: list[int], init_std: float = 0.0) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def balance_kl(y: torch.Tensor) -> torch.Tensor:
+    """KL(mean of the rows of ``y`` || uniform): zero when a batch of class probabilities uses
+    every class equally, log K when it puts everything in one.
+
+    The categorical discriminator alone rarely revives an empty cluster: a one-hot code sits on a
+    saturated softmax whose gradient is near zero, and the discriminator has never seen the points
+    between two corners. This batch-level term (the marginal-entropy term of CatGAN, Springenberg
+    2015) gives every class a gradient through the batch mean, which is never saturated.
+    """
+    p = y.mean(0)
+    return (p * p.clamp_min(1e-12).log()).sum() + math.log(y.shape[-1])
+
+
 class Regularizer(nn.Module):
     """One adversarial regularizer: matches the aggregated posterior of ``code`` to ``prior``.
 
@@ -122,7 +135,14 @@ class Regularizer(nn.Module):
     def gen_loss(self, z: torch.Tensor, labels: torch.Tensor | None = None,
                  keep: torch.Tensor | None = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        """The encoder's adversarial loss on codes ``z`` (the discriminators frozen)."""
+        """The encoder's adversarial loss on codes ``z`` (the discriminators frozen), plus, for a
+        categorical code with ``model.y_balance`` > 0, that weight times the balance term."""
+        loss = self._adversarial_loss(z, labels, keep, generator)
+        if isinstance(self.prior, Categorical) and self.cfg.y_balance > 0:
+            loss = loss + self.cfg.y_balance * balance_kl(z)
+        return loss
+
+    def _adversarial_loss(self, z, labels, keep, generator) -> torch.Tensor:
         if self.groups == 1:
             if keep is None:
                 return F.softplus(-self(z, labels)).mean()
