@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pythae.data.datasets import BaseDataset
 from pythae.models import Adversarial_AE, Adversarial_AE_Config
 from pythae.models.base.base_utils import ModelOutput
 from pythae.models.nn import BaseDecoder, BaseDiscriminator, BaseEncoder
@@ -41,7 +42,10 @@ class Encoder(BaseEncoder):  # 784-1000-1000-8, the paper's MNIST encoder
         self.net = mlp([784, 1000, 1000, d])
 
     def forward(self, x):
-        return ModelOutput(embedding=self.net(x.flatten(1)))
+        z = self.net(x.flatten(1))
+        # pythae's Adversarial_AE reads a log-variance even with deterministic_posterior (it
+        # multiplies the std by 0): zeros, the cheapest way to give it one
+        return ModelOutput(embedding=z, log_covariance=torch.zeros_like(z))
 
 
 class Decoder(BaseDecoder):  # 8-1000-1000-784, sigmoid output
@@ -87,8 +91,10 @@ def main() -> None:
         output_dir="/tmp/pythae_bench", per_device_train_batch_size=a.batch_size, num_epochs=1,
         autoencoder_optimizer_cls="Adam", autoencoder_learning_rate=1e-3,
         discriminator_optimizer_cls="Adam", discriminator_learning_rate=1e-4, no_cuda=True)
-    x = load_mnist(a.data, a.images)
+    x = torch.from_numpy(load_mnist(a.data, a.images))
+    x = BaseDataset(x, torch.zeros(len(x)))  # what pythae's pipelines build from an array
     trainer = AdversarialTrainer(model=model, train_dataset=x, training_config=tcfg)
+    trainer.prepare_training()  # what trainer.train() does first: optimizers, callbacks
     trainer.train_step(0)  # warm-up
     times = []
     for epoch in range(1, a.repeats + 1):

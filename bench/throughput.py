@@ -34,6 +34,7 @@ from reference import ReferenceAAE  # noqa: E402
 
 VARIANTS = {  # name -> config overrides; every training variant that exists
     "unsupervised": {},
+    "unsupervised-compiled": {},  # the same step, its networks through torch.compile
     "groups4-median": {"model": {"disc_groups": 4, "disc_aggregate": "median"}},
     "groups16-median": {"model": {"disc_groups": 16, "disc_aggregate": "median"}},
     "groups16-median-each": {"model": {"disc_groups": 16, "disc_aggregate": "median",
@@ -99,6 +100,9 @@ def ceiling(model, batch: int):
 
 def measure(cfg, batch: int, seconds: float, variant: str = "unsupervised") -> dict:
     model = build_model(cfg, (1, 28, 28))
+    if variant.endswith("-compiled"):  # in place: parameter names (checkpoints) unchanged
+        for net in (model.encoder, model.decoder, *(r.discriminator for r in model.regularizers)):
+            net.compile(dynamic=False)
     opts = build_optimizers(model, cfg)
     x_all = torch.rand(8192, 1, 28, 28)
     gen = torch.Generator().manual_seed(0)

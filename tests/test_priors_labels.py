@@ -51,6 +51,14 @@ def test_swiss_roll_segments():
     z = p.sample(len(labels), labels=labels, generator=G())
     assert (p.assign(z) == labels).float().mean() > 0.99
     assert float(z.norm(dim=1).max()) <= 3.0 + 1e-5
+    # prior.roll_noise widens the curve into a band: the distance to the curve grows with it
+    wide = build_prior(PriorConfig(name="swiss_roll", roll_noise=0.1), 2)
+    zw = wide.sample(len(labels), labels=labels, generator=G())
+    u = (torch.arange(4000) + 0.5) / 4000
+    dist = torch.cdist(zw, wide.point(u)).min(1).values
+    assert 0.05 < float(dist.mean()) < 0.12 and (wide.assign(zw) == labels).float().mean() > 0.85
+    with pytest.raises(AAEError, match="prior.roll_noise"):
+        resolve(None, None, ["prior.roll_noise=-1"])
 
 
 def test_categorical():

@@ -89,6 +89,7 @@ class PriorConfig:
     radius: float = 1.4  # mixture: distance of the component centres from the origin
     std_radial: float = 0.5  # mixture: each component's std along its radius
     std_tangential: float = 0.05  # mixture: and across it
+    roll_noise: float = 0.0  # swiss_roll: std of Gaussian noise around the curve (0 = a thin curve)
 
 
 @dataclass
@@ -296,6 +297,7 @@ def _validate(cfg: Config) -> None:
     for name in ("std", "half_width", "radius", "std_radial", "std_tangential"):
         need(getattr(p, name) > 0, f"prior.{name}", "a number > 0", getattr(p, name))
     need(p.components > 0, "prior.components", "an integer > 0", p.components)
+    need(p.roll_noise >= 0, "prior.roll_noise", "a number >= 0", p.roll_noise)
     for phase, o in cfg.optim.items():
         key = f"optim.{phase}"
         need(o.name in ("adam", "sgd"), f"{key}.name", "one of adam, sgd", o.name)

@@ -228,7 +228,8 @@ PRIORS = {
     "uniform": lambda cfg, dim: Uniform(dim, cfg.half_width),
     "mixture": lambda cfg, dim: _two_d(cfg, dim, lambda: GaussianMixture2D(
         cfg.components, cfg.radius, cfg.std_radial, cfg.std_tangential)),
-    "swiss_roll": lambda cfg, dim: _two_d(cfg, dim, lambda: SwissRoll2D(cfg.components)),
+    "swiss_roll": lambda cfg, dim: _two_d(cfg, dim, lambda: SwissRoll2D(cfg.components,
+                                                                           noise=cfg.roll_noise)),
     "categorical": lambda cfg, dim: Categorical(dim),
 }
 
