@@ -23,7 +23,7 @@ def pass_flops(shapes, forward=True, weight_grad=False, input_grad=False, first_
     return total
 
 
-def step_flops(model) -> dict[str, int]:
+def step_flops(model, classify: bool | None = None) -> dict[str, int]:
     """Per-image FLOPs of aae.training.train_step (and of the reference step, which repeats the
     encoder forward for the discriminator phase): every regularizer's discriminator, and the
     classification phase (encoder forward and backward) where the model has a y head."""
@@ -36,7 +36,9 @@ def step_flops(model) -> dict[str, int]:
     # encoder phase: D forward (frozen) with input gradients, encoder forward + backward
     gen_phase = (sum(pass_flops(d, input_grad=True, first_input_grad=True) for d in discs)
                  + pass_flops(enc, weight_grad=True, input_grad=True))
-    classify = pass_flops(enc, weight_grad=True, input_grad=True) if model.class_input == "y" else 0
+    if classify is None:  # by default a y head has the classification phase (semi-supervised)
+        classify = model.class_input == "y"
+    classify = pass_flops(enc, weight_grad=True, input_grad=True) if classify else 0
     ours = recon + disc_phase + gen_phase + classify
     reference = ours + pass_flops(enc)  # one more encoder forward (codes for the D phase)
     return {"recon": recon, "disc": disc_phase, "gen": gen_phase, "classify": classify,

@@ -41,6 +41,9 @@ VARIANTS = {  # name -> config overrides; every training variant that exists
                                        "disc_budget": "each"}},
     "supervised": {"model": {"class_input": "label"}},
     "semi-supervised": {"model": {"class_input": "y", "code_dim": 10}},
+    # the y head without labels: no classification phase (the cluster-16 preset's sizes)
+    "clustering": {"model": {"class_input": "y", "classes": 16, "code_dim": 5, "y_balance": 1.0},
+                   "data": {"labelled": 0}},
 }
 
 
@@ -64,7 +67,7 @@ def timed(fns, batch: int, seconds: float, repeats: int = 7) -> list[float]:
     return [statistics.median(r) for r in rates]
 
 
-def ceiling(model, batch: int):
+def ceiling(model, batch: int, classify: bool):
     """A function running only the step's matrix products (same shapes, same order): its images/s
     is the ceiling of the step on this machine."""
     enc, dec = linear_shapes(model.encoder), linear_shapes(model.decoder)
@@ -86,7 +89,7 @@ def ceiling(model, batch: int):
     for disc in discs:
         passes(disc, False, True, True)
     passes(enc, True, True, False)
-    if model.class_input == "y":  # the classification phase on a labelled batch
+    if classify:  # the classification phase on a labelled batch
         passes(enc, True, True, False)
     mats = [(torch.randn(m, k), torch.randn(k, n)) for m, k, n in ops]
     out = [torch.empty(m, n) for m, _, n in ops]
@@ -104,6 +107,7 @@ def measure(cfg, batch: int, seconds: float, variant: str = "unsupervised") -> d
         for net in (model.encoder, model.decoder, *(r.discriminator for r in model.regularizers)):
             net.compile(dynamic=False)
     opts = build_optimizers(model, cfg)
+    classify = model.class_input == "y" and cfg.data.labelled != 0
     x_all = torch.rand(8192, 1, 28, 28)
     gen = torch.Generator().manual_seed(0)
     starts = iter(range(0, 10**12, batch))
@@ -119,15 +123,15 @@ def measure(cfg, batch: int, seconds: float, variant: str = "unsupervised") -> d
         x, y = x_all[i:i + batch], y_all[i:i + batch]
         if model.class_input == "label":
             return train_step(model, opts, x, gen, labels=y)
-        if model.class_input == "y":
+        if classify:
             return train_step(model, opts, x, gen, classify=(x_all[-batch:], y_all[-batch:]))
         return train_step(model, opts, x, gen)
 
     ref_model = ReferenceAAE()
     ours, ref, ceil = timed([step,
-                             lambda: ref_model.step(batch_x()), ceiling(model, batch)],
+                             lambda: ref_model.step(batch_x()), ceiling(model, batch, classify)],
                             batch, seconds)
-    fl = step_flops(model)
+    fl = step_flops(model, classify)
     return {"variant": variant, "batch": batch, "images_per_s": round(ours),
             "reference_images_per_s": round(ref), "speedup": round(ours / ref, 2),
             "mflop_per_image": round(fl["step"] / 1e6, 1),

@@ -42,7 +42,8 @@ def balance_kl(y: torch.Tensor) -> torch.Tensor:
     The categorical discriminator alone rarely revives an empty cluster: a one-hot code sits on a
     saturated softmax whose gradient is near zero, and the discriminator has never seen the points
     between two corners. This batch-level term (the marginal-entropy term of CatGAN, Springenberg
-    2015) gives every class a gradient through the batch mean, which is never saturated.
+    2015) gives every class a gradient through the batch mean, which is never saturated. Under
+    torchrun the mean is over each process's slice of the batch.
     """
     p = y.mean(0)
     return (p * p.clamp_min(1e-12).log()).sum() + math.log(y.shape[-1])

@@ -85,7 +85,7 @@ PRESETS: dict[str, Preset] = {
     **{f"cluster-{k}": Preset(
         f"paper table 3: unsupervised clustering of MNIST into {k} clusters (a {k}-way y head "
         "with a categorical prior, no labels); 10 000 training images held out to name clusters",
-        "about 1.5 h on one core (42 s per epoch measured)",
+        "about 1.3 h on one core (48 s per epoch measured, docs/clustering.md)",
         # z of 5 dimensions and the balance term: measured in docs/clustering.md
         {"model": {"class_input": "y", "classes": k, "code_dim": 5, "y_balance": 1.0},
          "data": {"labelled": 0, "validation": 10000},

@@ -349,7 +349,8 @@ class Trainer:
         acc = tensors["acc"].to(self.device)
         if len(acc) == len(self.acc) - 1:  # saved before the classification loss was tracked
             acc = torch.cat([acc[:N_SCALARS - 1], acc.new_zeros(1), acc[N_SCALARS - 1:]])
-        self.acc = acc
+        # the checkpoint holds the partial epoch's sums over all ranks: rank 0 carries them
+        self.acc = acc if self.shard.main else torch.zeros_like(acc)
         if self.train_labels is not None:
             self.train_labels = tensors["labels.train"].to(self.device)
         _set_rng_python_numpy(meta["rng"])
@@ -382,6 +383,12 @@ class Trainer:
                 self.save_checkpoint()
             while s.epoch < cfg.train.epochs:
                 last = self._epoch(tb)
+        except Interrupted:
+            # every rank waits for rank 0's checkpoint, then the group is torn down on all of
+            # them: a rank that exits with the gloo group alive aborts (SIGABRT)
+            self.shard.barrier()
+            distributed.teardown(self.shard)
+            raise
         finally:
             for sig, h in handlers.items():
                 signal.signal(sig, h)
@@ -465,6 +472,9 @@ class Trainer:
         bad = shard.all_max(bad)
         self._check_divergence(bad, epoch)
         if self._stop is not None and s.step_in_epoch < steps:
+            # the partial epoch's sums of every rank go into the checkpoint (rank 0 writes their
+            # total; on resume rank 0 takes it and the others start from zero)
+            self.acc = shard.all_sum(self.acc)
             if shard.main:
                 self.save_checkpoint()
             signame = signal.Signals(self._stop).name
