@@ -28,6 +28,8 @@ from torch import nn
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:
+    """aae.model.mlp without its init option: this file runs in pythae's venv, where aae is not
+    installed, so it cannot import it."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
