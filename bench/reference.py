@@ -22,10 +22,10 @@ def mlp(sizes):
 
 
 class ReferenceAAE:
-    def __init__(self, in_dim=784, hidden=1000, code=8, lrs=(1e-3, 1e-4, 1e-4)):
-        self.enc = mlp([in_dim, hidden, hidden, code])
-        self.dec = nn.Sequential(mlp([code, hidden, hidden, in_dim]), nn.Sigmoid())
-        self.disc = mlp([code, hidden, hidden, 1])
+    def __init__(self, in_dim=784, hidden=1000, code=8, lrs=(1e-3, 1e-4, 1e-4), device="cpu"):
+        self.enc = mlp([in_dim, hidden, hidden, code]).to(device)
+        self.dec = nn.Sequential(mlp([code, hidden, hidden, in_dim]), nn.Sigmoid()).to(device)
+        self.disc = mlp([code, hidden, hidden, 1]).to(device)
         self.opt_ae = torch.optim.Adam([*self.enc.parameters(), *self.dec.parameters()], lr=lrs[0])
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=lrs[1])
         self.opt_g = torch.optim.Adam(self.enc.parameters(), lr=lrs[2])
@@ -41,7 +41,7 @@ class ReferenceAAE:
         # regularization phase: discriminator
         with torch.no_grad():
             z_fake = self.enc(x)
-        z_real = torch.randn(len(x), self.code)
+        z_real = torch.randn(len(x), self.code, device=x.device)
         d_real, d_fake = self.disc(z_real), self.disc(z_fake)
         d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
                   + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))

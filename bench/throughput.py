@@ -1,7 +1,7 @@
 """Training throughput of every variant against a plain eager reference and the machine's ceiling.
 
     .venv/bin/python bench/throughput.py [--batch-sizes 100 256 1024] [--seconds 4]
-        [--variants unsupervised groups16-median ...]
+        [--variants unsupervised groups16-median ...] [--device cuda]
 
 For each batch size: images/s of aae's training step and of bench/reference.py's plain step
 (warm-up excluded, median of repeats), the matrix-product FLOPs per image derived from the layer
@@ -10,6 +10,11 @@ shapes (bench/flops.py), and the ceiling: the same machine running only the step
 overhead beyond those products. Every training variant joins the table (``VARIANTS``); for grouped
 discriminators the ceiling uses dense products of the same FLOPs (each example passes through one
 of the N stacked discriminators).
+
+A variant name may end in any of ``-compiled`` (the networks through torch.compile), ``-bf16``
+(bfloat16 autocast, CUDA) and ``-cudagraph`` (the whole step captured as one CUDA graph, CUDA):
+``unsupervised-bf16-cudagraph`` is the unsupervised step with both. The step runs through
+:class:`aae.training.StepRunner`, as in training.
 """
 
 from __future__ import annotations
@@ -26,15 +31,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aae.config import resolve  # noqa: E402
+from aae.config import merge, resolve  # noqa: E402
 from aae.runs import build_model  # noqa: E402
-from aae.training import build_optimizers, train_step  # noqa: E402
+from aae.training import StepRunner, build_optimizers  # noqa: E402
 from flops import linear_shapes, step_flops  # noqa: E402
 from reference import ReferenceAAE  # noqa: E402
 
 VARIANTS = {  # name -> config overrides; every training variant that exists
     "unsupervised": {},
-    "unsupervised-compiled": {},  # the same step, its networks through torch.compile
     "groups4-median": {"model": {"disc_groups": 4, "disc_aggregate": "median"}},
     "groups16-median": {"model": {"disc_groups": 16, "disc_aggregate": "median"}},
     "groups16-median-each": {"model": {"disc_groups": 16, "disc_aggregate": "median",
@@ -47,27 +51,50 @@ VARIANTS = {  # name -> config overrides; every training variant that exists
 }
 
 
-def timed(fns, batch: int, seconds: float, repeats: int = 7) -> list[float]:
+MODES = ("compiled", "bf16", "cudagraph")
+
+
+def split_variant(name: str) -> tuple[str, set[str]]:
+    """``unsupervised-bf16-cudagraph`` -> ("unsupervised", {"bf16", "cudagraph"})."""
+    modes: set[str] = set()
+    while name.rsplit("-", 1)[-1] in MODES:
+        name, mode = name.rsplit("-", 1)
+        modes.add(mode)
+    if name not in VARIANTS:
+        raise SystemExit(f"--variants: unknown variant {name!r}; expected one of "
+                         f"{', '.join(VARIANTS)}, each optionally ending in "
+                         f"{', '.join('-' + m for m in MODES)}")
+    return name, modes
+
+
+def timed(fns, batch: int, seconds: float, repeats: int = 7, sync=lambda: None) -> list[float]:
     """Median images/s of each function over ``repeats`` windows, the functions' windows
-    interleaved (a, b, a, b, ...) so that all of them see the same state of a shared machine."""
+    interleaved (a, b, a, b, ...) so that all of them see the same state of a shared machine.
+    ``sync`` waits for the device (each window ends when its work has finished)."""
     pers = []
     for fn in fns:
-        for _ in range(3):  # warm-up
+        for _ in range(5):  # warm-up (a CUDA-graph step is captured on its 4th call)
             fn()
+        sync()
         t0 = time.perf_counter()
-        fn()
-        pers.append(max(1, int(seconds / repeats / max(time.perf_counter() - t0, 1e-6))))
+        for _ in range(3):
+            fn()
+        sync()
+        per_call = max(time.perf_counter() - t0, 1e-6) / 3
+        pers.append(max(1, int(seconds / repeats / per_call)))
     rates: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for fn, per, out in zip(fns, pers, rates):
+            sync()
             t0 = time.perf_counter()
             for _ in range(per):
                 fn()
+            sync()
             out.append(per * batch / (time.perf_counter() - t0))
     return [statistics.median(r) for r in rates]
 
 
-def ceiling(model, batch: int, classify: bool):
+def ceiling(model, batch: int, classify: bool, device: str = "cpu"):
     """A function running only the step's matrix products (same shapes, same order): its images/s
     is the ceiling of the step on this machine."""
     enc, dec = linear_shapes(model.encoder), linear_shapes(model.decoder)
@@ -91,8 +118,8 @@ def ceiling(model, batch: int, classify: bool):
     passes(enc, True, True, False)
     if classify:  # the classification phase on a labelled batch
         passes(enc, True, True, False)
-    mats = [(torch.randn(m, k), torch.randn(k, n)) for m, k, n in ops]
-    out = [torch.empty(m, n) for m, _, n in ops]
+    mats = [(torch.randn(m, k, device=device), torch.randn(k, n, device=device)) for m, k, n in ops]
+    out = [torch.empty(m, n, device=device) for m, _, n in ops]
 
     def run():
         for (a, b), o in zip(mats, out):
@@ -102,35 +129,38 @@ def ceiling(model, batch: int, classify: bool):
 
 
 def measure(cfg, batch: int, seconds: float, variant: str = "unsupervised") -> dict:
-    model = build_model(cfg, (1, 28, 28))
-    if variant.endswith("-compiled"):  # in place: parameter names (checkpoints) unchanged
+    dev = cfg.train.device
+    _, modes = split_variant(variant)
+    model = build_model(cfg, (1, 28, 28)).to(dev)
+    if "compiled" in modes:  # in place: parameter names (checkpoints) unchanged
         for net in (model.encoder, model.decoder, *(r.discriminator for r in model.regularizers)):
             net.compile(dynamic=False)
     opts = build_optimizers(model, cfg)
     classify = model.class_input == "y" and cfg.data.labelled != 0
-    x_all = torch.rand(8192, 1, 28, 28)
-    gen = torch.Generator().manual_seed(0)
+    x_all = torch.rand(8192, 1, 28, 28, device=dev)
+    gen = torch.Generator(device=dev).manual_seed(0)
+    y_all = torch.randint(10, (len(x_all),), generator=gen, device=dev)
+    labels = y_all if model.class_input == "label" or classify else None
+    runner = StepRunner(model, opts, x_all, labels, gen, precision=cfg.train.precision,
+                        cuda_graph=cfg.train.cuda_graph, log=print)
     starts = iter(range(0, 10**12, batch))
+    labelled = torch.arange(len(x_all) - batch, len(x_all), device=dev)
 
-    y_all = torch.randint(10, (len(x_all),), generator=gen)
-
-    def batch_x():
+    def batch_idx():
         i = next(starts) % (len(x_all) - batch)
-        return x_all[i:i + batch]
+        return torch.arange(i, i + batch, device=dev)
 
     def step():  # the variant's whole step: labels for a label input, a labelled batch for y
-        i = next(starts) % (len(x_all) - batch)
-        x, y = x_all[i:i + batch], y_all[i:i + batch]
-        if model.class_input == "label":
-            return train_step(model, opts, x, gen, labels=y)
-        if classify:
-            return train_step(model, opts, x, gen, classify=(x_all[-batch:], y_all[-batch:]))
-        return train_step(model, opts, x, gen)
+        return runner(batch_idx(), labelled if classify else None)
 
-    ref_model = ReferenceAAE()
-    ours, ref, ceil = timed([step,
-                             lambda: ref_model.step(batch_x()), ceiling(model, batch, classify)],
-                            batch, seconds)
+    def ref_step():
+        i = next(starts) % (len(x_all) - batch)
+        ref_model.step(x_all[i:i + batch])
+
+    sync = torch.cuda.synchronize if dev.startswith("cuda") else (lambda: None)
+    ref_model = ReferenceAAE(device=dev)
+    ours, ref, ceil = timed([step, ref_step, ceiling(model, batch, classify, dev)], batch, seconds,
+                            sync=sync)
     fl = step_flops(model, classify)
     return {"variant": variant, "batch": batch, "images_per_s": round(ours),
             "reference_images_per_s": round(ref), "speedup": round(ours / ref, 2),
@@ -143,17 +173,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 256, 1024])
     ap.add_argument("--seconds", type=float, default=6.0, help="timed seconds per measurement")
-    ap.add_argument("--variants", nargs="+", default=["unsupervised"], choices=sorted(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=["unsupervised"],
+                    help=f"any of {', '.join(VARIANTS)}, each optionally ending in "
+                         f"{', '.join('-' + m for m in MODES)}")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda")
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     a = ap.parse_args()
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    for v in a.variants:
+        split_variant(v)
+    gpu = f", {torch.cuda.get_device_name()}" if a.device.startswith("cuda") else ""
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores{gpu}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     rows = []
     for variant in a.variants:
+        base, modes = split_variant(variant)
         for batch in a.batch_sizes:
             torch.manual_seed(0)
-            cfg = resolve(None, None, [], {"train": {"device": "cpu", "batch_size": batch},
-                                           **VARIANTS[variant]})
+            train = {"device": a.device, "batch_size": batch, "cuda_graph": "cudagraph" in modes,
+                     "precision": "bf16" if "bf16" in modes else "fp32"}
+            cfg = resolve(None, None, [], merge({"train": train}, VARIANTS[base]))
             row = measure(cfg, batch, a.seconds, variant)
             rows.append(row)
             print(json.dumps(row), flush=True)

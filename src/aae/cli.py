@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    t.add_argument("--precision", help="fp32 | bf16 (autocast, CUDA only)")
+    t.add_argument("--cuda-graph", action="store_const", const=True, default=None,
+                   help="capture the training step as one CUDA graph and replay it (CUDA only)")
     t.add_argument("--dataset", help="mnist | fashion-mnist | digits | PATH (.npy/.npz or folder)")
     t.add_argument("--data-dir", metavar="DIR", help="where the IDX files are")
     t.add_argument("--limit", type=int, metavar="N", help="train on the first N training images")
@@ -126,7 +129,9 @@ def _overrides(a: argparse.Namespace) -> dict:
                                ("group_split", "model", "group_split"),
                                ("disc_aggregate", "model", "disc_aggregate"),
                                ("disc_input", "model", "disc_input"),
-                               ("reject_quantile", "model", "reject_quantile")):
+                               ("reject_quantile", "model", "reject_quantile"),
+                               ("precision", "train", "precision"),
+                               ("cuda_graph", "train", "cuda_graph")):
         v = getattr(a, key, None)
         if v is not None:
             o.setdefault(section, {})[name] = v

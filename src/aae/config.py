@@ -130,6 +130,12 @@ class TrainConfig:
     tsne_points: int = 10000  # test codes in tsne.png (0 = skip the t-SNE)
     input_noise: float = 0.0  # std of Gaussian noise added to the encoder's input (paper A.2: 0.3)
     threads: int = 0  # torch intra-op threads; 0 = torch's default
+    # how the step runs (not what it computes; may change on --resume):
+    precision: str = "fp32"  # fp32 | bf16 (autocast of the forward passes, CUDA only)
+    compile: bool = False  # torch.compile the networks (measured slower on CPU, docs/performance.md)
+    # CUDA only: capture the whole training step once as a CUDA graph and replay it every step
+    # (one launch instead of hundreds; measured on an H200 in docs/performance.md)
+    cuda_graph: bool = False
 
 
 @dataclass
@@ -246,6 +252,8 @@ def _validate(cfg: Config) -> None:
     need(t.tsne_points >= 0, "train.tsne_points", "an integer >= 0", t.tsne_points)
     need(t.threads >= 0, "train.threads", "an integer >= 0", t.threads)
     need(all(e >= 0 for e in t.sample_epochs), "train.sample_epochs", "epochs >= 0", t.sample_epochs)
+    need(t.precision in ("fp32", "bf16"), "train.precision (--precision)", "one of fp32, bf16",
+         t.precision)
     need(t.recon_loss in ("mse", "bce"), "train.recon_loss", "one of mse, bce", t.recon_loss)
     dev = t.device
     need(dev in ("auto", "cpu", "cuda") or dev.startswith("cuda:"), "train.device (--device)",

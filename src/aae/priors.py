@@ -38,6 +38,17 @@ class Prior:
                generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def _on(self, t: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """A constant of this prior on ``device``, copied there once: a step captured as a CUDA
+        graph may not copy from host memory, and an uncaptured one need not copy every step."""
+        if t.device == device:
+            return t
+        cache = self.__dict__.setdefault("_device_copies", {})
+        key = (id(t), str(device))
+        if key not in cache:
+            cache[key] = (t, t.to(device))  # t kept alive so that its id is not reused
+        return cache[key][1]
+
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} has no closed-form density")
 
@@ -68,10 +79,10 @@ class Gaussian(Prior):
 
     def sample(self, n, labels=None, generator=None):
         eps = torch.randn(n, self.dim, generator=generator, device=_device(generator))
-        return self.mean.to(eps.device) + eps * self.std.to(eps.device)
+        return self._on(self.mean, eps.device) + eps * self._on(self.std, eps.device)
 
     def log_prob(self, z):
-        std, mean = self.std.to(z.device), self.mean.to(z.device)
+        std, mean = self._on(self.std, z.device), self._on(self.mean, z.device)
         u = (z - mean) / std
         return (-0.5 * u.pow(2) - torch.log(std) - 0.5 * math.log(2 * math.pi)).sum(-1)
 
@@ -145,11 +156,11 @@ class GaussianMixture2D(Prior):
         dev = _device(generator)
         comp = _pick_components(n, self.k, labels, generator, dev)
         e = torch.randn(n, 2, generator=generator, device=dev)
-        d, p = self.dirs.to(e.device)[comp], self.perp.to(e.device)[comp]
+        d, p = self._on(self.dirs, e.device)[comp], self._on(self.perp, e.device)[comp]
         return d * (self.radius + self.sr * e[:, :1]) + p * (self.st * e[:, 1:])
 
     def _component_log_probs(self, z: torch.Tensor) -> torch.Tensor:
-        d, p = self.dirs.to(z.device), self.perp.to(z.device)
+        d, p = self._on(self.dirs, z.device), self._on(self.perp, z.device)
         a = z @ d.T - self.radius  # (n, k) radial offset from each centre
         b = z @ p.T  # (n, k) tangential offset
         return (-0.5 * (a / self.sr) ** 2 - 0.5 * (b / self.st) ** 2

@@ -15,6 +15,7 @@ so the loop never waits for the host.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
@@ -42,6 +43,8 @@ from .runs import build_model, check_images, load_config, load_weights, prepare_
 # accumulated per step, on the device:
 # [steps, loss_recon, loss_disc, loss_gen, acc_prior, acc_code, loss_classify]
 LOSSES = ("loss_recon", "loss_disc", "loss_gen")
+# train options that say how and where a run trains, not what it computes: --resume may change them
+RUNTIME_KEYS = ("epochs", "device", "threads", "precision", "compile", "cuda_graph")
 N_SCALARS = 7
 
 
@@ -54,12 +57,16 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_optimizer(params: list[torch.nn.Parameter], o: OptimConfig) -> torch.optim.Optimizer:
+def build_optimizer(params: list[torch.nn.Parameter], o: OptimConfig,
+                    capturable: bool = False) -> torch.optim.Optimizer:
     """Adam or SGD, fused (one kernel over all parameters) where torch has it for the device:
     on 2 CPU cores fused Adam steps the 3.6 M autoencoder parameters in 1.4 ms against 8.5 ms for
-    the multi-tensor version (see docs/performance.md)."""
+    the multi-tensor version (see docs/performance.md). ``capturable``: Adam keeps its step count
+    on the device, so that a CUDA graph can hold the optimizer step."""
     kind, kw = (torch.optim.Adam, {"betas": tuple(o.betas)}) if o.name == "adam" else (
         torch.optim.SGD, {"momentum": o.momentum})
+    if capturable and o.name == "adam":
+        kw["capturable"] = True
     try:
         return kind(params, lr=o.lr, weight_decay=o.weight_decay, fused=True, **kw)
     except (RuntimeError, ValueError, TypeError):  # no fused kernel for this device or dtype
@@ -77,7 +84,7 @@ def build_optimizers(model: AAE, cfg: Config) -> dict[str, torch.optim.Optimizer
     groups = {"recon": model.autoencoder_parameters(), "disc": model.discriminator_parameters(),
               "gen": model.generator_parameters(), "classify": model.generator_parameters()}
     phases = [ph for ph in PHASES if ph != "classify" or model.class_input in ("y", "heads")]
-    return {ph: build_optimizer(groups[ph], cfg.optim[ph]) for ph in phases}
+    return {ph: build_optimizer(groups[ph], cfg.optim[ph], cfg.train.cuda_graph) for ph in phases}
 
 
 def recon_loss(model: AAE, logits: torch.Tensor, x: torch.Tensor, kind: str,
@@ -180,6 +187,95 @@ def train_step(model: AAE, opts: dict[str, torch.optim.Optimizer], x: torch.Tens
     return scalars, codes["z"].detach()
 
 
+class StepRunner:
+    """Runs :func:`train_step` on a batch named by indices into device-resident data.
+
+    ``precision = "bf16"``: the step's forward passes under CUDA autocast (bfloat16 matrix
+    products; losses, weights and optimizer states stay float32). ``cuda_graph``: the first
+    ``warmup`` steps run eagerly on a side stream (they initialise optimizer states and cuBLAS);
+    the next step is captured as one CUDA graph (every phase: forwards, backwards, optimizer steps)
+    and every later step replays it, after copying its batch indices into the graph's static
+    inputs. The paper's MLPs at batch 100 are a few hundred small kernels per step, so on a GPU
+    the eager step is bound by Python and kernel launches, not by arithmetic. A learning-rate
+    change (the captured optimizer steps hold the rates) calls :meth:`reset`, and the next step is
+    captured anew. If capture fails (a custom prior that copies from the host, say), the run goes
+    on eagerly and says so once.
+    """
+
+    def __init__(self, model: AAE, opts: dict[str, torch.optim.Optimizer], x_all: torch.Tensor,
+                 labels: torch.Tensor | None, prior_gen: torch.Generator, *,
+                 recon_kind: str = "mse", shard: Shard = SINGLE, input_noise: float = 0.0,
+                 precision: str = "fp32", cuda_graph: bool = False, warmup: int = 3,
+                 log=None):
+        self.model, self.opts, self.x_all, self.labels = model, opts, x_all, labels
+        self.prior_gen, self.recon_kind, self.shard = prior_gen, recon_kind, shard
+        self.input_noise, self.precision, self.warmup = input_noise, precision, warmup
+        self.cuda_graph = cuda_graph and x_all.device.type == "cuda"
+        self.log = log or (lambda msg: None)
+        self.steps = 0  # steps run by this runner (the warm-up counts)
+        self.graph = None
+        self.static: tuple | None = None  # (idx, j or None, outputs)
+
+    def _body(self, idx: torch.Tensor, j: torch.Tensor | None):
+        shard, labels = self.shard, self.labels
+        x = self.x_all[shard.slice(idx)]
+        y = None if labels is None else labels[idx]
+        cls = None
+        if j is not None:
+            j = shard.slice(j)
+            cls = (self.x_all[j], labels[j])
+        ctx = (torch.autocast(self.x_all.device.type, dtype=torch.bfloat16)
+               if self.precision == "bf16" else contextlib.nullcontext())
+        with ctx:
+            return train_step(self.model, self.opts, x, self.prior_gen, self.recon_kind, shard, y,
+                              cls, self.input_noise)
+
+    def reset(self) -> None:
+        """Forget the captured graph (the learning rates changed); the next step captures anew."""
+        self.graph = self.static = None
+
+    def __call__(self, idx: torch.Tensor, j: torch.Tensor | None = None):
+        """One training step on examples ``idx`` (global batch) and, for the classification
+        phase, labelled examples ``j``. Returns (scalars, z) without syncing."""
+        self.steps += 1
+        if not self.cuda_graph:
+            return self._body(idx, j)
+        if self.steps <= self.warmup:
+            side = torch.cuda.Stream(device=idx.device)
+            side.wait_stream(torch.cuda.current_stream(idx.device))
+            with torch.cuda.stream(side):
+                out = self._body(idx, j)
+            torch.cuda.current_stream(idx.device).wait_stream(side)
+            return out
+        if self.graph is None:
+            self._capture(idx, j)
+            if self.graph is None:  # capture failed: this and every later step run eagerly
+                return self._body(idx, j)
+        s_idx, s_j, out = self.static
+        s_idx.copy_(idx)
+        if s_j is not None:
+            s_j.copy_(j)
+        self.graph.replay()
+        return out
+
+    def _capture(self, idx: torch.Tensor, j: torch.Tensor | None) -> None:
+        s_idx, s_j = idx.clone(), None if j is None else j.clone()
+        graph = torch.cuda.CUDAGraph()
+        try:
+            # the prior's draws must advance with every replay (torch >= 2.5)
+            graph.register_generator_state(self.prior_gen)
+            with torch.cuda.graph(graph):
+                out = self._body(s_idx, s_j)
+        except (RuntimeError, AttributeError) as e:
+            for p in self.model.parameters():  # the failed capture may have left some frozen
+                p.requires_grad_(True)
+            self.cuda_graph = False
+            self.log(f"warning: train.cuda_graph: the step could not be captured ({e}); "
+                     "training continues without CUDA graphs")
+            return
+        self.graph, self.static = graph, (s_idx, s_j, out)
+
+
 @dataclass
 class RunState:
     """Everything that changes during training and must survive a resume."""
@@ -219,8 +315,7 @@ class Trainer:
             saved = load_config(self.out)
             _check_resume_config(saved, cfg, self.out)
             d = saved.to_dict()
-            d["train"].update(epochs=cfg.train.epochs, device=cfg.train.device,
-                              threads=cfg.train.threads)
+            d["train"].update({k: getattr(cfg.train, k) for k in RUNTIME_KEYS})
             cfg = Config.from_dict(d).validate()
             tensors, meta = ckpt.latest(self.out / "checkpoints")
         self.cfg = cfg
@@ -237,9 +332,21 @@ class Trainer:
         if cfg.train.batch_size % self.shard.world:
             raise AAEError(f"option train.batch_size: {cfg.train.batch_size} does not split evenly "
                            f"over {self.shard.world} processes")
+        t = cfg.train
+        if (t.precision == "bf16" or t.cuda_graph) and self.device.type != "cuda":
+            option = "train.precision = bf16" if t.precision == "bf16" else "train.cuda_graph"
+            raise AAEError(f"option {option}: needs a CUDA device, but the run trains on "
+                           f"{self.device.type} (--device {t.device})")
+        if t.cuda_graph and self.shard.world > 1:
+            raise AAEError("option train.cuda_graph: not under torchrun (the gradient all-reduce "
+                           "runs between the captured phases); use train.cuda_graph = false")
         self.data = data.to(self.device)
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg, data.image_shape).to(self.device)
+        if t.compile:  # in place: parameter names (and so checkpoints) stay the same
+            for net in (self.model.encoder, self.model.decoder,
+                        *(r.discriminator for r in self.model.regularizers)):
+                net.compile()
         self.opts = build_optimizers(self.model, cfg)
         m = cfg.model
         # the semi-supervised classification phase; with labelled = 0 a y head clusters instead
@@ -279,6 +386,10 @@ class Trainer:
             if self.shard.main:  # a resume may extend the run's epochs
                 atomic_write_text(self.out / "config.toml", to_toml(cfg))
         self._stop: int | None = None
+        self.runner = StepRunner(self.model, self.opts, self.data.train_x, self.train_labels,
+                                 self.prior_gen, recon_kind=t.recon_loss, shard=self.shard,
+                                 input_noise=t.input_noise, precision=t.precision,
+                                 cuda_graph=t.cuda_graph, log=self._log)
 
     def _label_subset(self) -> torch.Tensor:
         """Training labels for label conditioning: all of them, or (data.labelled = N) N
@@ -409,7 +520,10 @@ class Trainer:
         epoch = s.epoch + 1
         for ph, opt in self.opts.items():
             for g in opt.param_groups:
-                g["lr"] = lr_at(cfg.optim[ph], epoch, cfg.train.epochs)
+                lr = lr_at(cfg.optim[ph], epoch, cfg.train.epochs)
+                if g["lr"] != lr:
+                    g["lr"] = lr
+                    self.runner.reset()  # a captured step holds the old rate
         x_all = self.data.train_x
         b = cfg.train.batch_size
         if s.step_in_epoch == 0:
@@ -430,17 +544,11 @@ class Trainer:
         sync_every = 50
         first = s.step_in_epoch
         for i in range(first, steps):
-            idx = perm[i * b:(i + 1) * b]
-            x = x_all[shard.slice(idx)]
-            y = None if self.train_labels is None else self.train_labels[idx]
-            cls = None
+            j = None
             if self.labelled_idx is not None:  # a labelled mini-batch (with replacement)
                 j = self.labelled_idx[torch.randint(len(self.labelled_idx), (b,), device=self.device,
                                                     generator=self.label_gen)]
-                j = shard.slice(j)
-                cls = (x_all[j], self.train_labels[j])
-            scalars, z = train_step(model, self.opts, x, self.prior_gen, cfg.train.recon_loss,
-                                    shard, y, cls, cfg.train.input_noise)
+            scalars, z = self.runner(perm[i * b:(i + 1) * b], j)
             fin = torch.isfinite(scalars[:3])
             bad = torch.where((bad < 0) & ~fin, torch.full_like(bad, s.global_step + 1), bad)
             self.acc[0] += 1
@@ -662,7 +770,7 @@ def _check_resume_config(saved: Config, given: Config, run: Path) -> None:
     a, b = saved.to_dict(), given.to_dict()
     for section, keys in a.items():
         for k, v in keys.items():
-            if section == "train" and k in ("epochs", "device", "threads"):
+            if section == "train" and k in RUNTIME_KEYS:
                 continue
             if b[section][k] != v:
                 raise AAEError(f"--resume {run}: option {section}.{k} is {v!r} in the saved run "

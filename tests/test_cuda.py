@@ -1,0 +1,110 @@
+"""How the step runs: bf16 autocast and CUDA graphs (the CUDA tests skip without a GPU; they were
+run on a lent H200, docs/performance.md), and the refusals that hold everywhere."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from aae.config import resolve
+from aae.errors import AAEError
+from aae.runs import build_model
+from aae.training import StepRunner, Trainer, build_optimizers
+
+from conftest import tiny_config, toy_data
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("train", [{"precision": "bf16"}, {"cuda_graph": True}])
+def test_cuda_only_options_refused_on_cpu(tmp_path, train):
+    with pytest.raises(AAEError, match="needs a CUDA device"):
+        Trainer(tiny_config(**train), tmp_path / "run", data=toy_data(), quiet=True)
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_bad_precision_is_one_line_error():
+    with pytest.raises(AAEError, match=r"train.precision .*one of fp32, bf16"):
+        tiny_config(precision="fp16")
+
+
+def test_runner_eager_is_train_step(tiny_data):
+    """On the CPU the runner is the plain step: the same weights as indexing by hand."""
+    from aae.training import train_step
+
+    cfg = tiny_config()
+    finals = []
+    for use_runner in (True, False):
+        torch.manual_seed(0)
+        model = build_model(cfg, tiny_data.image_shape)
+        opts = build_optimizers(model, cfg)
+        gen = torch.Generator().manual_seed(1)
+        runner = StepRunner(model, opts, tiny_data.train_x, None, gen)
+        for i in range(4):
+            idx = torch.arange(16 * i, 16 * (i + 1))
+            if use_runner:
+                runner(idx)
+            else:
+                train_step(model, opts, tiny_data.train_x[idx], gen)
+        finals.append(model.state_dict())
+    assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
+
+
+def _cuda_steps(cfg, data, steps: int, **runner) -> tuple[dict, list[float]]:
+    torch.manual_seed(0)
+    model = build_model(cfg, data.image_shape).cuda()
+    opts = build_optimizers(model, cfg)
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    x = data.train_x.cuda()
+    y = data.train_y.cuda()
+    labels = y if model.class_input is not None or model.regularizers[0].num_labels else None
+    r = StepRunner(model, opts, x, labels, gen, **runner)
+    rec = []
+    for i in range(steps):
+        idx = torch.arange(16 * (i % 10), 16 * (i % 10 + 1), device="cuda")
+        j = idx.flip(0) if model.class_input == "y" else None
+        scalars, _ = r(idx, j)
+        rec.append(float(scalars[0]))
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}, rec
+
+
+@cuda
+@pytest.mark.parametrize("variant", [{}, {"model": {"class_input": "y", "code_dim": 3}},
+                                     {"model": {"label_conditioning": True},
+                                      "prior": {"name": "mixture"}, "data": {"labelled": -1}}])
+def test_cuda_graph_matches_eager(variant):
+    """Replaying the captured step trains like the eager step: the same weights within float
+    tolerance after 20 steps (17 of them replays), and the reconstruction loss falls."""
+    cfg = resolve(tiny_config(cuda_graph=True, device="cuda").to_dict(), None, [], variant)
+    data = toy_data()
+    eager, _ = _cuda_steps(cfg, data, 20)
+    graphed, rec = _cuda_steps(cfg, data, 20, cuda_graph=True)
+    for k in eager:
+        assert torch.allclose(eager[k], graphed[k], atol=1e-4, rtol=1e-3), k
+    assert rec[-1] < rec[0]
+
+
+@cuda
+def test_bf16_step_learns():
+    cfg = tiny_config(device="cuda", precision="bf16")
+    _, rec = _cuda_steps(cfg, toy_data(), 60, precision="bf16")
+    assert all(map(lambda v: v == v, rec)) and rec[-1] < 0.7 * rec[0]
+
+
+@cuda
+def test_cuda_graph_run_resumes(tmp_path):
+    """A whole run with CUDA graphs (a learning-rate step re-captures), stopped and resumed:
+    every epoch logged once, weights finite, the run's report written."""
+    data = toy_data()
+    cfg = tiny_config(device="cuda", cuda_graph=True, epochs=4)
+    cfg = resolve(cfg.to_dict(), None, ["optim.recon.milestones=[0.5]"])
+    Trainer(resolve(cfg.to_dict(), None, ["train.epochs=2"]), tmp_path / "run", data=data,
+            quiet=True).fit()
+    Trainer(cfg, tmp_path / "run", data=data, resume=True, quiet=True).fit()
+    lines = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [ln["epoch"] for ln in lines] == [1, 2, 3, 4]
+    assert lines[-1]["lr"]["recon"] == pytest.approx(1e-4)
+    assert lines[-1]["loss_recon"] < lines[0]["loss_recon"]
+    assert (tmp_path / "run" / "report.html").exists()
