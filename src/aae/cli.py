@@ -34,8 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int)
     t.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     t.add_argument("--precision", help="fp32 | bf16 (autocast, CUDA only)")
-    t.add_argument("--cuda-graph", action="store_const", const=True, default=None,
-                   help="capture the training step as one CUDA graph and replay it (CUDA only)")
+    t.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_const", const=False,
+                   default=None, help="on CUDA, run the step eagerly instead of replaying it as "
+                                      "one captured CUDA graph")
     t.add_argument("--dataset", help="mnist | fashion-mnist | digits | PATH (.npy/.npz or folder)")
     t.add_argument("--data-dir", metavar="DIR", help="where the IDX files are")
     t.add_argument("--limit", type=int, metavar="N", help="train on the first N training images")

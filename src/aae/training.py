@@ -84,7 +84,9 @@ def build_optimizers(model: AAE, cfg: Config) -> dict[str, torch.optim.Optimizer
     groups = {"recon": model.autoencoder_parameters(), "disc": model.discriminator_parameters(),
               "gen": model.generator_parameters(), "classify": model.generator_parameters()}
     phases = [ph for ph in PHASES if ph != "classify" or model.class_input in ("y", "heads")]
-    return {ph: build_optimizer(groups[ph], cfg.optim[ph], cfg.train.cuda_graph) for ph in phases}
+    on_cuda = next(model.parameters()).device.type == "cuda"
+    capturable = cfg.train.cuda_graph and on_cuda  # Adam's step count on the GPU, for capture
+    return {ph: build_optimizer(groups[ph], cfg.optim[ph], capturable) for ph in phases}
 
 
 def recon_loss(model: AAE, logits: torch.Tensor, x: torch.Tensor, kind: str,
@@ -333,13 +335,9 @@ class Trainer:
             raise AAEError(f"option train.batch_size: {cfg.train.batch_size} does not split evenly "
                            f"over {self.shard.world} processes")
         t = cfg.train
-        if (t.precision == "bf16" or t.cuda_graph) and self.device.type != "cuda":
-            option = "train.precision = bf16" if t.precision == "bf16" else "train.cuda_graph"
-            raise AAEError(f"option {option}: needs a CUDA device, but the run trains on "
-                           f"{self.device.type} (--device {t.device})")
-        if t.cuda_graph and self.shard.world > 1:
-            raise AAEError("option train.cuda_graph: not under torchrun (the gradient all-reduce "
-                           "runs between the captured phases); use train.cuda_graph = false")
+        if t.precision == "bf16" and self.device.type != "cuda":
+            raise AAEError(f"option train.precision (--precision): bf16 needs a CUDA device, but "
+                           f"the run trains on {self.device.type} (--device {t.device})")
         self.data = data.to(self.device)
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg, data.image_shape).to(self.device)
@@ -389,7 +387,8 @@ class Trainer:
         self.runner = StepRunner(self.model, self.opts, self.data.train_x, self.train_labels,
                                  self.prior_gen, recon_kind=t.recon_loss, shard=self.shard,
                                  input_noise=t.input_noise, precision=t.precision,
-                                 cuda_graph=t.cuda_graph, log=self._log)
+                                 # under torchrun the gradient all-reduce runs between the phases
+                                 cuda_graph=t.cuda_graph and self.shard.world == 1, log=self._log)
 
     def _label_subset(self) -> torch.Tensor:
         """Training labels for label conditioning: all of them, or (data.labelled = N) N
