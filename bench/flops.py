@@ -23,10 +23,12 @@ def pass_flops(shapes, forward=True, weight_grad=False, input_grad=False, first_
     return total
 
 
-def step_flops(model, classify: bool | None = None) -> dict[str, int]:
+def step_flops(model, classify: bool | None = None, schedule: str = "paper") -> dict[str, int]:
     """Per-image FLOPs of aae.training.train_step (and of the reference step, which repeats the
     encoder forward for the discriminator phase): every regularizer's discriminator, and the
-    classification phase (encoder forward and backward) where the model has a y head."""
+    classification phase (encoder forward and backward) where the model has a y head. With
+    ``schedule = "joint"`` the encoder runs once and each discriminator's forward pass over the
+    codes serves both losses: its input-gradient pass replaces the paper's encoder phase."""
     enc, dec = linear_shapes(model.encoder), linear_shapes(model.decoder)
     discs = [linear_shapes(r.discriminator) for r in model.regularizers]
     recon = (pass_flops(enc, weight_grad=True, input_grad=True)
@@ -36,6 +38,9 @@ def step_flops(model, classify: bool | None = None) -> dict[str, int]:
     # encoder phase: D forward (frozen) with input gradients, encoder forward + backward
     gen_phase = (sum(pass_flops(d, input_grad=True, first_input_grad=True) for d in discs)
                  + pass_flops(enc, weight_grad=True, input_grad=True))
+    if schedule == "joint":
+        gen_phase = sum(pass_flops(d, forward=False, input_grad=True, first_input_grad=True)
+                        for d in discs)
     if classify is None:  # by default a y head has the classification phase (semi-supervised)
         classify = model.class_input == "y"
     classify = pass_flops(enc, weight_grad=True, input_grad=True) if classify else 0

@@ -39,6 +39,8 @@ from reference import ReferenceAAE  # noqa: E402
 
 VARIANTS = {  # name -> config overrides; every training variant that exists
     "unsupervised": {},
+    # the joint schedule (one encoder pass; train.schedule = "joint")
+    "unsupervised-joint": {"train": {"schedule": "joint"}},
     "groups4-median": {"model": {"disc_groups": 4, "disc_aggregate": "median"}},
     "groups16-median": {"model": {"disc_groups": 16, "disc_aggregate": "median"}},
     "groups16-median-each": {"model": {"disc_groups": 16, "disc_aggregate": "median",
@@ -94,16 +96,17 @@ def timed(fns, batch: int, seconds: float, repeats: int = 7, sync=lambda: None) 
     return [statistics.median(r) for r in rates]
 
 
-def ceiling(model, batch: int, classify: bool, device: str = "cpu"):
+def ceiling(model, batch: int, classify: bool, device: str = "cpu", schedule: str = "paper"):
     """A function running only the step's matrix products (same shapes, same order): its images/s
     is the ceiling of the step on this machine."""
     enc, dec = linear_shapes(model.encoder), linear_shapes(model.decoder)
     discs = [linear_shapes(r.discriminator) for r in model.regularizers]
     ops = []  # (m, k, n) for an (m x k) @ (k x n) product
 
-    def passes(shapes, wgrad, igrad, first_igrad, rows=batch):
+    def passes(shapes, wgrad, igrad, first_igrad, rows=batch, forward=True):
         for k, (i, o) in enumerate(shapes):
-            ops.append((rows, i, o))  # forward
+            if forward:
+                ops.append((rows, i, o))
             if wgrad:
                 ops.append((i, rows, o))  # dW = x^T @ dy
             if igrad and (k > 0 or first_igrad):
@@ -113,9 +116,10 @@ def ceiling(model, batch: int, classify: bool, device: str = "cpu"):
     passes(dec, True, True, True)
     for disc in discs:
         passes(disc, True, True, False, rows=2 * batch)  # prior samples and codes in one pass
-    for disc in discs:
-        passes(disc, False, True, True)
-    passes(enc, True, True, False)
+    for disc in discs:  # joint: the codes' forward pass is shared with the discriminator loss
+        passes(disc, False, True, True, forward=schedule != "joint")
+    if schedule != "joint":  # the paper's encoder phase
+        passes(enc, True, True, False)
     if classify:  # the classification phase on a labelled batch
         passes(enc, True, True, False)
     mats = [(torch.randn(m, k, device=device), torch.randn(k, n, device=device)) for m, k, n in ops]
@@ -142,7 +146,8 @@ def measure(cfg, batch: int, seconds: float, variant: str = "unsupervised") -> d
     y_all = torch.randint(10, (len(x_all),), generator=gen, device=dev)
     labels = y_all if model.class_input == "label" or classify else None
     runner = StepRunner(model, opts, x_all, labels, gen, precision=cfg.train.precision,
-                        cuda_graph=cfg.train.cuda_graph, log=print)
+                        cuda_graph=cfg.train.cuda_graph, schedule=cfg.train.schedule,
+                        adv_weight=cfg.train.adv_weight, log=print)
     starts = iter(range(0, 10**12, batch))
     labelled = torch.arange(len(x_all) - batch, len(x_all), device=dev)
 
@@ -159,9 +164,10 @@ def measure(cfg, batch: int, seconds: float, variant: str = "unsupervised") -> d
 
     sync = torch.cuda.synchronize if dev.startswith("cuda") else (lambda: None)
     ref_model = ReferenceAAE(device=dev)
-    ours, ref, ceil = timed([step, ref_step, ceiling(model, batch, classify, dev)], batch, seconds,
-                            sync=sync)
-    fl = step_flops(model, classify)
+    sched = cfg.train.schedule
+    ours, ref, ceil = timed([step, ref_step, ceiling(model, batch, classify, dev, sched)], batch,
+                            seconds, sync=sync)
+    fl = step_flops(model, classify, sched)
     return {"variant": variant, "batch": batch, "images_per_s": round(ours),
             "reference_images_per_s": round(ref), "speedup": round(ours / ref, 2),
             "mflop_per_image": round(fl["step"] / 1e6, 1),

@@ -66,7 +66,8 @@ def _cuda_steps(cfg, data, steps: int, **runner) -> tuple[dict, list[float]]:
     x = data.train_x.cuda()
     y = data.train_y.cuda()
     labels = y if model.class_input is not None or model.regularizers[0].num_labels else None
-    r = StepRunner(model, opts, x, labels, gen, **runner)
+    r = StepRunner(model, opts, x, labels, gen, schedule=cfg.train.schedule,
+                   adv_weight=cfg.train.adv_weight, **runner)
     rec = []
     for i in range(steps):
         idx = torch.arange(16 * (i % 10), 16 * (i % 10 + 1), device="cuda")
@@ -79,7 +80,8 @@ def _cuda_steps(cfg, data, steps: int, **runner) -> tuple[dict, list[float]]:
 @cuda
 @pytest.mark.parametrize("variant", [{}, {"model": {"class_input": "y", "code_dim": 3}},
                                      {"model": {"label_conditioning": True},
-                                      "prior": {"name": "mixture"}, "data": {"labelled": -1}}])
+                                      "prior": {"name": "mixture"}, "data": {"labelled": -1}},
+                                     {"train": {"schedule": "joint"}}])
 def test_cuda_graph_matches_eager(variant):
     """Replaying the captured step trains like the eager step: the same weights within float
     tolerance after 20 steps (17 of them replays), and the reconstruction loss falls."""

@@ -129,6 +129,12 @@ class TrainConfig:
     checkpoint_every: int = 10  # keep a checkpoint every N epochs (the last one is always kept)
     tsne_points: int = 10000  # test codes in tsne.png (0 = skip the t-SNE)
     input_noise: float = 0.0  # std of Gaussian noise added to the encoder's input (paper A.2: 0.3)
+    # paper: reconstruction step, then discriminator and encoder steps on the updated encoder's
+    # codes (paper section 2) | joint: one encoder pass per batch; the discriminators and the
+    # autoencoder step at once on it, the encoder on reconstruction + adv_weight x adversarial loss
+    # (as pythae and many reimplementations do; fewer FLOPs, docs/performance.md)
+    schedule: str = "paper"
+    adv_weight: float = 0.01  # joint: weight of the adversarial loss beside the mean pixel MSE
     threads: int = 0  # torch intra-op threads; 0 = torch's default
     # how the step runs (not what it computes; may change on --resume):
     precision: str = "fp32"  # fp32 | bf16 (autocast of the forward passes, CUDA only)
@@ -299,6 +305,8 @@ def _validate(cfg: Config) -> None:
     need(m.y_balance >= 0, "model.y_balance", "a number >= 0", m.y_balance)
     need(m.classes >= 2, "model.classes", "an integer >= 2", m.classes)
     need(t.input_noise >= 0, "train.input_noise", "a number >= 0", t.input_noise)
+    need(t.schedule in ("paper", "joint"), "train.schedule", "one of paper, joint", t.schedule)
+    need(t.adv_weight > 0, "train.adv_weight", "a number > 0", t.adv_weight)
     need(0 <= m.reject_quantile < 1, "model.reject_quantile (--reject-quantile)",
          "a fraction in [0, 1)", m.reject_quantile)
     need(t.recon_loss != "bce" or m.output == "sigmoid", "train.recon_loss",

@@ -138,7 +138,9 @@ class Regularizer(nn.Module):
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """The encoder's adversarial loss on codes ``z`` (the discriminators frozen), plus, for a
         categorical code with ``model.y_balance`` > 0, that weight times the balance term."""
-        loss = self._adversarial_loss(z, labels, keep, generator)
+        return self._with_balance(self._adversarial_loss(z, labels, keep, generator), z)
+
+    def _with_balance(self, loss: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         if isinstance(self.prior, Categorical) and self.cfg.y_balance > 0:
             loss = loss + self.cfg.y_balance * balance_kl(z)
         return loss
@@ -163,6 +165,25 @@ class Regularizer(nn.Module):
             mask = mask & self._grouped(keep, False)[0]
         return aggregate(group_means(vals, mask), c.disc_aggregate, c.disc_temperature,
                          c.disc_trim, c.disc_keep, generator)
+
+    def joint_losses(self, zp: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None = None,
+                     keep: torch.Tensor | None = None, generator: torch.Generator | None = None):
+        """The joint schedule's losses from one discriminator pass over prior samples ``zp`` and the
+        codes ``z`` (not detached): (discriminator loss to step on, its log value, accuracy on
+        prior samples, accuracy on codes, the encoder's adversarial loss). The caller
+        back-propagates the first into the discriminator only and the last into the encoder only.
+
+        A plain discriminator sees prior samples and codes in two passes of B rows (one of 2B
+        rows would make the encoder's backward pass through the discriminator twice as large);
+        grouped discriminators and likelihood rejection take the paper schedule's two functions
+        (:meth:`disc_losses` on detached codes, :meth:`gen_loss`)."""
+        if self.groups > 1 or keep is not None:
+            loss, log, acc_p, acc_c = self.disc_losses(zp, z.detach(), labels, keep)
+            return loss, log, acc_p, acc_c, self.gen_loss(z, labels, keep, generator)
+        d_real, d_fake = self(zp, labels), self(z, labels)
+        loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+        gen = self._with_balance(F.softplus(-d_fake).mean(), z)
+        return loss, loss, (d_real > 0).float().mean(), (d_fake < 0).float().mean(), gen
 
     @torch.no_grad()
     def score(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
