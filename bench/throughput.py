@@ -69,8 +69,9 @@ def split_variant(name: str) -> tuple[str, set[str]]:
     return name, modes
 
 
-def timed(fns, batch: int, seconds: float, repeats: int = 7, sync=lambda: None) -> list[float]:
-    """Median images/s of each function over ``repeats`` windows, the functions' windows
+def timed(fns, batch: int, seconds: float, repeats: int = 15,
+          sync=lambda: None) -> list[list[float]]:
+    """Images/s of each function in each of ``repeats`` windows, the functions' windows
     interleaved (a, b, a, b, ...) so that all of them see the same state of a shared machine.
     ``sync`` waits for the device (each window ends when its work has finished)."""
     pers = []
@@ -93,7 +94,14 @@ def timed(fns, batch: int, seconds: float, repeats: int = 7, sync=lambda: None) 
                 fn()
             sync()
             out.append(per * batch / (time.perf_counter() - t0))
-    return [statistics.median(r) for r in rates]
+    return rates
+
+
+def paired(a: list[float], b: list[float]) -> float:
+    """The median over windows of a / b, each ratio taken between neighbouring windows: this
+    development machine's speed drifts by 30% and more within a minute (other tenants), which a
+    ratio of separate medians absorbs less well."""
+    return statistics.median(x / y for x, y in zip(a, b))
 
 
 def ceiling(model, batch: int, classify: bool, device: str = "cpu", schedule: str = "paper"):
@@ -165,14 +173,15 @@ def measure(cfg, batch: int, seconds: float, variant: str = "unsupervised") -> d
     sync = torch.cuda.synchronize if dev.startswith("cuda") else (lambda: None)
     ref_model = ReferenceAAE(device=dev)
     sched = cfg.train.schedule
-    ours, ref, ceil = timed([step, ref_step, ceiling(model, batch, classify, dev, sched)], batch,
-                            seconds, sync=sync)
+    rates = timed([step, ref_step, ceiling(model, batch, classify, dev, sched)], batch, seconds,
+                  sync=sync)
+    ours, ref, ceil = (statistics.median(r) for r in rates)
     fl = step_flops(model, classify, sched)
     return {"variant": variant, "batch": batch, "images_per_s": round(ours),
-            "reference_images_per_s": round(ref), "speedup": round(ours / ref, 2),
+            "reference_images_per_s": round(ref), "speedup": round(paired(rates[0], rates[1]), 2),
             "mflop_per_image": round(fl["step"] / 1e6, 1),
             "gflop_per_s": round(ours * fl["step"] / 1e9, 1),
-            "ceiling_images_per_s": round(ceil), "achieved_of_ceiling": round(ours / ceil, 3)}
+            "ceiling_images_per_s": round(ceil), "achieved_of_ceiling": round(paired(rates[0], rates[2]), 3)}
 
 
 def main() -> None:

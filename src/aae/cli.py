@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    t.add_argument("--precision", help="fp32 | bf16 (autocast, CUDA only)")
+    t.add_argument("--precision", help="fp32 | bf16 (autocast; pays on GPUs and CPUs with AMX)")
     t.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_const", const=False,
                    default=None, help="on CUDA, run the step eagerly instead of replaying it as "
                                       "one captured CUDA graph")

@@ -137,7 +137,8 @@ class TrainConfig:
     adv_weight: float = 0.01  # joint: weight of the adversarial loss beside the mean pixel MSE
     threads: int = 0  # torch intra-op threads; 0 = torch's default
     # how the step runs (not what it computes; may change on --resume):
-    precision: str = "fp32"  # fp32 | bf16 (autocast of the forward passes, CUDA only)
+    # fp32 | bf16: autocast of the forward passes (GPUs, and CPUs with AMX; docs/performance.md)
+    precision: str = "fp32"
     compile: bool = False  # torch.compile the networks (measured slower on CPU, docs/performance.md)
     # on CUDA, capture the whole training step once as a CUDA graph and replay it every step: one
     # launch instead of hundreds, 6.4x the eager step on an H200 (docs/performance.md); ignored on

@@ -206,8 +206,9 @@ def _classification_phase(model, opts, x, rec, d_log, g_loss, acc_p, acc_c, code
 class StepRunner:
     """Runs :func:`train_step` on a batch named by indices into device-resident data.
 
-    ``precision = "bf16"``: the step's forward passes under CUDA autocast (bfloat16 matrix
-    products; losses, weights and optimizer states stay float32). ``cuda_graph``: the first
+    ``precision = "bf16"``: the step's forward passes under autocast (bfloat16 matrix products;
+    losses, weights and optimizer states stay float32); it pays on GPUs and on CPUs with bfloat16
+    matrix units (AMX), and costs on others. ``cuda_graph``: the first
     ``warmup`` steps run eagerly on a side stream (they initialise optimizer states and cuBLAS);
     the next step is captured as one CUDA graph (every phase: forwards, backwards, optimizer steps)
     and every later step replays it, after copying its batch indices into the graph's static
@@ -241,7 +242,9 @@ class StepRunner:
         if j is not None:
             j = shard.slice(j)
             cls = (self.x_all[j], labels[j])
-        ctx = (torch.autocast(self.x_all.device.type, dtype=torch.bfloat16)
+        # no cast cache: it is kept for the whole region, and the step updates the weights in
+        # place between its phases (a cached cast would hand the next phase the old weights)
+        ctx = (torch.autocast(self.x_all.device.type, dtype=torch.bfloat16, cache_enabled=False)
                if self.precision == "bf16" else contextlib.nullcontext())
         with ctx:
             return train_step(self.model, self.opts, x, self.prior_gen, self.recon_kind, shard, y,
@@ -396,9 +399,6 @@ class Trainer:
             raise AAEError(f"option train.batch_size: {cfg.train.batch_size} does not split evenly "
                            f"over {self.shard.world} processes")
         t = cfg.train
-        if t.precision == "bf16" and self.device.type != "cuda":
-            raise AAEError(f"option train.precision (--precision): bf16 needs a CUDA device, but "
-                           f"the run trains on {self.device.type} (--device {t.device})")
         self.data = data.to(self.device)
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg, data.image_shape).to(self.device)
