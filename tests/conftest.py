@@ -88,6 +88,21 @@ def tiny_config(**train) -> Config:
     return Config.from_dict(d).validate()
 
 
+def weights_after_steps(cfg: Config, data: ImageData, step, steps: int = 4) -> dict:
+    """The weights of the seed-0 model after ``step(model, optimizers, i, generator)`` for i in
+    range(``steps``), with one prior generator (seed 1) throughout."""
+    from aae.runs import build_model
+    from aae.training import build_optimizers
+
+    torch.manual_seed(0)
+    model = build_model(cfg, data.image_shape)
+    opts = build_optimizers(model, cfg)
+    gen = torch.Generator().manual_seed(1)
+    for i in range(steps):
+        step(model, opts, i, gen)
+    return model.state_dict()
+
+
 @pytest.fixture
 def tiny_cfg() -> Config:
     return tiny_config()

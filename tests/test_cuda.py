@@ -13,7 +13,7 @@ from aae.errors import AAEError
 from aae.runs import build_model
 from aae.training import StepRunner, Trainer, build_optimizers
 
-from conftest import tiny_config, toy_data
+from conftest import tiny_config, toy_data, weights_after_steps
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -41,22 +41,12 @@ def test_runner_eager_is_train_step(tiny_data):
     """On the CPU the runner is the plain step: the same weights as indexing by hand."""
     from aae.training import train_step
 
-    cfg = tiny_config()
-    finals = []
-    for use_runner in (True, False):
-        torch.manual_seed(0)
-        model = build_model(cfg, tiny_data.image_shape)
-        opts = build_optimizers(model, cfg)
-        gen = torch.Generator().manual_seed(1)
-        runner = StepRunner(model, opts, tiny_data.train_x, None, gen)
-        for i in range(4):
-            idx = torch.arange(16 * i, 16 * (i + 1))
-            if use_runner:
-                runner(idx)
-            else:
-                train_step(model, opts, tiny_data.train_x[idx], gen)
-        finals.append(model.state_dict())
-    assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
+    x = tiny_data.train_x
+    by_hand = weights_after_steps(tiny_config(), tiny_data, lambda m, o, i, g:
+                                  train_step(m, o, x[16 * i:16 * (i + 1)], g))
+    by_runner = weights_after_steps(tiny_config(), tiny_data, lambda m, o, i, g: StepRunner(
+        m, o, x, None, g)(torch.arange(16 * i, 16 * (i + 1))))
+    assert all(torch.equal(by_hand[k], by_runner[k]) for k in by_hand)
 
 
 def test_bf16_phases_see_the_updated_weights(tiny_data):

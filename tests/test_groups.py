@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from aae.config import resolve
 from aae.groups import StackedMLP, aggregate, group_means, to_groups
 from aae.runs import build_model
-from aae.training import Trainer, build_optimizers, train_step
+from aae.training import Trainer, train_step
 
-from conftest import assert_train_refuses, tiny_config
+from conftest import assert_train_refuses, tiny_config, weights_after_steps
 
 
 def _plain_step(model, opts, x, prior_gen):
@@ -38,15 +38,10 @@ def _plain_step(model, opts, x, prior_gen):
                                        "model.group_split=shard", "model.disc_input=full"]])
 def test_one_group_is_the_plain_step_bit_for_bit(tiny_data, sets):
     cfg = resolve(tiny_config().to_dict(), None, sets)
-    models = []
-    for step in (_plain_step, train_step):
-        torch.manual_seed(0)
-        model = build_model(cfg, tiny_data.image_shape)
-        opts = build_optimizers(model, cfg)
-        gen = torch.Generator().manual_seed(1)
-        for i in range(4):
-            step(model, opts, tiny_data.train_x[16 * i:16 * (i + 1)], gen)
-        models.append(model.state_dict())
+    x = tiny_data.train_x
+    models = [weights_after_steps(cfg, tiny_data, lambda m, o, i, g, step=step:
+                                  step(m, o, x[16 * i:16 * (i + 1)], g))
+              for step in (_plain_step, train_step)]
     assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
 
 
