@@ -97,8 +97,10 @@ PRESETS: dict[str, Preset] = {
         "by a distance penalty), "
         f"{'unsupervised, 16 clusters' if n == 0 else f'{n} labels, 10 classes'}",
         "about 45 min on one core (51 s per epoch measured)",
+        # unsupervised, the balance term keeps the heads in use: without it 5 to 7 of 16 held
+        # codes (NMI 0.42 after 50 epochs); with it 13 to 14 (NMI 0.59 after 6), README
         {"model": {"class_input": "heads", "classes": 16 if n == 0 else 10, "code_dim": 2,
-                   "head_eta": 2.0},
+                   "head_eta": 2.0, **({"y_balance": 1.0} if n == 0 else {})},
          "prior": {"std": 0.3},
          "data": {"labelled": n, "validation": 10000},
          "train": {"epochs": 50, "input_noise": 0.3, "sample_epochs": [0, 1, 10, 50],
