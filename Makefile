@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/aae demo --out runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto   # one worker per core (pytest-xdist): 7.7 instead of 12.4 min on 2 cores
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -206,3 +206,22 @@ def test_config_loader_random_dicts(d):
         Config.from_dict(d).validate()
     except AAEError as e:
         assert "\n" not in str(e)
+
+
+def test_optimizer_restore_keeps_the_receivers_runtime_flags():
+    """A checkpoint's optimizer state loads into an optimizer built for another device: the state
+    (moments, step count) comes from the checkpoint, how the optimizer runs (capturable for CUDA
+    graphs, fused) stays the receiver's."""
+    from aae.checkpoint import flatten_optimizer, restore_optimizer
+
+    w = torch.nn.Parameter(torch.randn(5))
+    saved = torch.optim.Adam([w], lr=0.1, foreach=True)
+    w.grad = torch.ones(5)
+    saved.step()
+    tensors, plain = flatten_optimizer(saved, "optim.x")
+    receiver = torch.optim.Adam([w], lr=0.5, capturable=True, foreach=True)
+    restore_optimizer(receiver, "optim.x", tensors, plain)
+    g = receiver.param_groups[0]
+    assert g["capturable"] and g["lr"] == 0.1  # the flag stays, the hyper-parameters come back
+    st = receiver.state[w]
+    assert torch.equal(st["exp_avg"], saved.state[w]["exp_avg"]) and float(st["step"]) == 1.0

@@ -43,7 +43,13 @@ def flatten_optimizer(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, di
     return tensors, plain
 
 
+# how an optimizer runs on this device, not where training stands: the receiving optimizer keeps its
+# own (a run saved on a CPU and resumed on a GPU takes the CUDA-graph-capturable Adam, and back)
+RUNTIME_FLAGS = ("capturable", "fused", "foreach")
+
+
 def restore_optimizer(opt: torch.optim.Optimizer, prefix: str, tensors: dict, plain: dict) -> None:
+    runtime = [{k: g[k] for k in RUNTIME_FLAGS if k in g} for g in opt.param_groups]
     state: dict[int, dict[str, Any]] = {}
     for key, v in tensors.items():
         if key.startswith(prefix + "."):
@@ -51,7 +57,8 @@ def restore_optimizer(opt: torch.optim.Optimizer, prefix: str, tensors: dict, pl
             state.setdefault(int(idx), {})[k] = v
     for idx, st in plain.get("state", {}).items():
         state.setdefault(int(idx), {}).update(st)
-    opt.load_state_dict({"state": state, "param_groups": plain["param_groups"]})
+    groups = [{**g, **flags} for g, flags in zip(plain["param_groups"], runtime)]
+    opt.load_state_dict({"state": state, "param_groups": groups})
 
 
 def save(folder: Path, stem: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:

@@ -141,7 +141,7 @@ class TrainConfig:
     precision: str = "fp32"
     compile: bool = False  # torch.compile the networks (measured slower on CPU, docs/performance.md)
     # on CUDA, capture the whole training step once as a CUDA graph and replay it every step: one
-    # launch instead of hundreds, 6.4x the eager step on an H200 (docs/performance.md); ignored on
+    # launch instead of hundreds, 5.9x the eager step on an H200 (docs/performance.md); ignored on
     # the CPU and under torchrun
     cuda_graph: bool = True
 

@@ -168,10 +168,11 @@ class Regularizer(nn.Module):
 
     def joint_losses(self, zp: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None = None,
                      keep: torch.Tensor | None = None, generator: torch.Generator | None = None):
-        """The joint schedule's losses from one discriminator pass over prior samples ``zp`` and the
-        codes ``z`` (not detached): (discriminator loss to step on, its log value, accuracy on
-        prior samples, accuracy on codes, the encoder's adversarial loss). The caller
-        back-propagates the first into the discriminator only and the last into the encoder only.
+        """The joint schedule's losses from one discriminator pass over the prior samples ``zp``
+        and one over the codes ``z`` (not detached): (discriminator loss to step on, its log
+        value, accuracy on prior samples, accuracy on codes, the encoder's adversarial loss). The
+        caller back-propagates the first into the discriminator only and the last into the
+        encoder only.
 
         A plain discriminator sees prior samples and codes in two passes of B rows (one of 2B
         rows would make the encoder's backward pass through the discriminator twice as large);
