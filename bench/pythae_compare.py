@@ -6,9 +6,9 @@
 pythae lives in its own virtual environment (``python -m venv /tmp/pythae-venv &&
 /tmp/pythae-venv/bin/pip install torch==2.13.0 pythae``); this script only starts its interpreter
 on bench/pythae_step.py, so neither aae nor this bench imports pythae. Each round runs
-bench/throughput.py (aae's steps, by default the paper's schedule and the joint one, batch 100) and
-then pythae's trainer; the two
-alternate so that a noisy neighbour slows both alike. Prints each round and the median ratio.
+bench/throughput.py (aae's steps, by default the paper's schedule and the joint one, batch 100)
+and then pythae's trainer; the two alternate so that a noisy neighbour slows both alike. Prints
+each round and, per aae variant, the ratio of the medians.
 """
 
 from __future__ import annotations

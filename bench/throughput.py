@@ -4,7 +4,8 @@
         [--variants unsupervised groups16-median ...] [--device cuda]
 
 For each batch size: images/s of aae's training step and of bench/reference.py's plain step
-(warm-up excluded, median of repeats), the matrix-product FLOPs per image derived from the layer
+(warm-up excluded, median of 15 windows; the ratios are medians of ratios between neighbouring
+windows), the matrix-product FLOPs per image derived from the layer
 shapes (bench/flops.py), and the ceiling: the same machine running only the step's matrix products
 (the exact shapes, in the same process), as images/s. achieved/ceiling says how much of the step is
 overhead beyond those products. Every training variant joins the table (``VARIANTS``); for grouped
@@ -12,7 +13,7 @@ discriminators the ceiling uses dense products of the same FLOPs (each example p
 of the N stacked discriminators).
 
 A variant name may end in any of ``-compiled`` (the networks through torch.compile), ``-bf16``
-(bfloat16 autocast, CUDA) and ``-cudagraph`` (the whole step captured as one CUDA graph, CUDA):
+(bfloat16 autocast; GPUs, CPUs with AMX) and ``-cudagraph`` (the whole step captured as one CUDA graph, CUDA):
 ``unsupervised-bf16-cudagraph`` is the unsupervised step with both. The step runs through
 :class:`aae.training.StepRunner`, as in training.
 """
