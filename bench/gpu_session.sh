@@ -13,8 +13,8 @@
 #   printf '/.devdata/\n/.whl/\n' >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #       --platform manylinux2014_x86_64 -d .whl openTSNE==1.0.2 tomli-w
-# and name .devdata and .whl in the device tool's carry. A run still going at the deadline gets SIGTERM
-# and saves a checkpoint; its metrics.jsonl holds every finished epoch.
+# and name .devdata and .whl in the device tool's carry. A run still going at the deadline gets
+# SIGTERM and saves a checkpoint; its metrics.jsonl holds every finished epoch.
 # QUICK=1: each run trains 1 epoch on 5 000 images (a smoke test of the whole path), no bench;
 # DEVICE=cpu QUICK=1 TINY=1 checks the script itself on a CPU in a few minutes.
 # SKIP_TESTS=1 / SKIP_BENCH=1 leave out parts 1 / 2; ALL_RUNS=1 adds a third swiss-roll run and the
