@@ -146,26 +146,16 @@ def train_step(model: AAE, opts: dict[str, torch.optim.Optimizer], x: torch.Tens
         return _classification_phase(model, opts, x, rec, d_log, g_loss, acc_p, acc_c, codes,
                                      shard, classify, input_noise)
     # 1. reconstruction phase
-    codes = model.encode(x_in)
-    keep = reject(model, codes, model.cfg.reject_quantile)
-    logits = model.decode_logits(model.with_classes(codes, dec_classes))
-    rec = recon_loss(model, logits, x, recon_kind, keep)
-    if model.class_input == "heads":  # keep the cluster heads apart (trained with the decoder)
-        _step(opts["recon"], rec + model.cfg.head_weight * model.head_penalty(), shard)
-    else:
-        _step(opts["recon"], rec, shard)
+    codes, keep, rec, rec_total = _reconstruction(model, x, x_in, recon_kind, dec_classes)
+    _step(opts["recon"], rec_total, shard)
 
     # 2. regularization phase: the updated encoder's codes serve both adversarial updates
     codes = model.encode(x_in)
     d_loss = d_log = g_loss = acc_p = acc_c = x.new_zeros(())
     fakes, ys = [], []
     for reg in model.regularizers:
-        z = codes[reg.code]
-        y = labels if reg.num_labels else None
-        zp = shard.slice(reg.prior.sample(len(z) * shard.world, labels=y, generator=prior_gen))
-        y = None if y is None else shard.slice(y)
-        loss, log, a_p, a_c = reg.disc_losses(zp.to(z.device, non_blocking=True), z.detach(), y,
-                                              keep)
+        z, zp, y = _prior_batch(reg, codes, labels, prior_gen, shard)
+        loss, log, a_p, a_c = reg.disc_losses(zp, z.detach(), y, keep)
         d_loss, d_log = d_loss + loss, d_log + log
         acc_p, acc_c = acc_p + a_p, acc_c + a_c
         ys.append(y)
@@ -183,6 +173,30 @@ def train_step(model: AAE, opts: dict[str, torch.optim.Optimizer], x: torch.Tens
 
     return _classification_phase(model, opts, x, rec, d_log, g_loss, acc_p, acc_c, codes, shard,
                                  classify, input_noise)
+
+
+def _reconstruction(model: AAE, x: torch.Tensor, x_in: torch.Tensor, recon_kind: str,
+                    dec_classes: torch.Tensor | None):
+    """Encode, reject (likelihood rejection), decode: (codes, keep, reconstruction loss, the loss
+    the autoencoder steps on: with the head penalty that keeps the cluster heads apart)."""
+    codes = model.encode(x_in)
+    keep = reject(model, codes, model.cfg.reject_quantile)
+    logits = model.decode_logits(model.with_classes(codes, dec_classes))
+    rec = recon_loss(model, logits, x, recon_kind, keep)
+    total = rec + model.cfg.head_weight * model.head_penalty() if model.class_input == "heads" \
+        else rec
+    return codes, keep, rec, total
+
+
+def _prior_batch(reg, codes: dict[str, torch.Tensor], labels: torch.Tensor | None,
+                 prior_gen: torch.Generator, shard: Shard):
+    """The regularizer's codes, this rank's slice of prior samples drawn for the global batch
+    (labelled rows from their label's part of the prior), and its slice of the labels it takes."""
+    z = codes[reg.code]
+    y = labels if reg.num_labels else None
+    zp = shard.slice(reg.prior.sample(len(z) * shard.world, labels=y, generator=prior_gen))
+    y = None if y is None else shard.slice(y)
+    return z, zp.to(z.device, non_blocking=True), y
 
 
 def _classification_phase(model, opts, x, rec, d_log, g_loss, acc_p, acc_c, codes, shard,
@@ -307,22 +321,11 @@ def _joint_phases(model: AAE, opts: dict[str, torch.optim.Optimizer], x: torch.T
     reaches the discriminators). Unlike the paper's schedule the adversarial loss sees the codes
     before this step's reconstruction update, and the discriminators the encoder before it.
     About 34 instead of 45 MFLOP per image at the paper's MNIST sizes (bench/flops.py)."""
-    codes = model.encode(x_in)
-    keep = reject(model, codes, model.cfg.reject_quantile)
-    logits = model.decode_logits(model.with_classes(codes, dec_classes))
-    rec = recon_loss(model, logits, x, recon_kind, keep)
-    if model.class_input == "heads":
-        rec_total = rec + model.cfg.head_weight * model.head_penalty()
-    else:
-        rec_total = rec
+    codes, keep, rec, rec_total = _reconstruction(model, x, x_in, recon_kind, dec_classes)
     d_loss = d_log = g_loss = acc_p = acc_c = x.new_zeros(())
     for reg in model.regularizers:
-        z = codes[reg.code]
-        y = labels if reg.num_labels else None
-        zp = shard.slice(reg.prior.sample(len(z) * shard.world, labels=y, generator=prior_gen))
-        y = None if y is None else shard.slice(y)
-        loss, log, a_p, a_c, gen = reg.joint_losses(zp.to(z.device, non_blocking=True), z, y, keep,
-                                                    prior_gen)
+        z, zp, y = _prior_batch(reg, codes, labels, prior_gen, shard)
+        loss, log, a_p, a_c, gen = reg.joint_losses(zp, z, y, keep, prior_gen)
         d_loss, d_log, g_loss = d_loss + loss, d_log + log, g_loss + gen
         acc_p, acc_c = acc_p + a_p, acc_c + a_c
     disc, ae = opts["disc"], opts["recon"]
