@@ -48,8 +48,10 @@ VARIANTS = {  # name -> config overrides; every training variant that exists
                                        "disc_budget": "each"}},
     "supervised": {"model": {"class_input": "label"}},
     "semi-supervised": {"model": {"class_input": "y", "code_dim": 10}},
-    # the y head without labels: no classification phase (the cluster-16 preset's sizes)
-    "clustering": {"model": {"class_input": "y", "classes": 16, "code_dim": 5, "y_balance": 1.0},
+    # the y head without labels: no classification phase (the cluster-16 preset: its sizes and
+    # its warp-consistency term, one more encoder pass on warped images)
+    "clustering": {"model": {"class_input": "y", "classes": 16, "code_dim": 5, "y_balance": 5.0,
+                             "y_consistency": 5.0},
                    "data": {"labelled": 0}},
 }
 

@@ -132,3 +132,62 @@ def test_balance_term_is_zero_when_balanced_and_revives_an_empty_cluster():
     d["model"]["y_balance"] = -1.0
     with pytest.raises(Exception, match="model.y_balance"):
         resolve(d)
+
+
+def test_random_warp_is_the_identity_at_zero_and_moves_images_by_at_most_its_shift():
+    from aae.model import random_warp
+
+    torch.manual_seed(0)
+    x = torch.zeros(64, 1, 16, 16)
+    x[:, :, 6:10, 6:10] = 1.0  # a square in the middle
+    assert torch.allclose(random_warp(x, 0.0, 0.0, 0.0), x, atol=1e-5)
+    torch.manual_seed(1)
+    w = random_warp(x, 2.0, 0.0, 0.0)
+    torch.manual_seed(1)
+    assert torch.equal(random_warp(x, 2.0, 0.0, 0.0), w)  # torch's generator drives it
+    grid = torch.arange(16.0)
+
+    def com(t):  # centre of mass (row, column) of each image, in pixels
+        mass = t.sum((2, 3)).unsqueeze(-1)
+        return torch.stack([(t.sum(3) * grid).sum(2), (t.sum(2) * grid).sum(2)], -1) / mass
+
+    moved = (com(w) - com(x)).squeeze(1)
+    assert moved.abs().max() <= 2.0 + 1e-4  # no more than 2 pixels along either axis
+    assert moved.abs().max() > 1.0 and moved.std(0).min() > 0.3  # and each image its own shift
+    assert torch.allclose(w.sum((1, 2, 3)), x.sum((1, 2, 3)), rtol=1e-4)  # a shift keeps ink
+    turned = random_warp(x, 0.0, 45.0, 0.0)
+    assert not torch.allclose(turned, x, atol=1e-2) and torch.allclose(com(turned), com(x), atol=1e-3)
+
+
+def test_consistency_term_is_the_kl_to_the_warped_image_and_trains_only_the_warped_branch():
+    from aae.model import random_warp
+
+    d = tiny_config().to_dict()
+    d["model"].update(class_input="y", classes=4, y_consistency=3.0)
+    torch.manual_seed(0)
+    m = build_model(resolve(d), (1, 8, 8))
+    x = torch.rand(10, 1, 8, 8)
+    codes = m.encode(x)
+    torch.manual_seed(5)
+    loss = m.consistency_loss(x, codes)
+    torch.manual_seed(5)
+    c = m.cfg
+    q = torch.softmax(m.encode(random_warp(x, c.warp_shift, c.warp_degrees, c.warp_scale))["y_logits"], 1)
+    p = codes["y"]
+    expected = 3.0 * float((p * (p.log() - q.log())).sum(1).mean().detach())
+    assert loss.item() == pytest.approx(expected, rel=1e-4) and loss.item() > 0
+    # q(y|x) is the fixed target: only the warped image's pass carries a gradient
+    logits = codes["y_logits"]
+    logits.retain_grad()
+    m.consistency_loss(x, codes).backward()
+    assert logits.grad is None or float(logits.grad.abs().sum()) == 0.0
+    assert m.encoder[0].weight.grad.abs().sum() > 0
+    # an encoder whose y ignores the image scores zero; the term is off by default
+    with torch.no_grad():
+        m.encoder[-1].weight[m.z_out:] = 0
+    assert m.consistency_loss(x, m.encode(x)).item() == pytest.approx(0.0, abs=1e-6)
+    d["model"]["y_consistency"] = 0.0
+    assert float(build_model(resolve(d), (1, 8, 8)).consistency_loss(x, codes)) == 0.0
+    d["model"].update(class_input="none", y_consistency=1.0)
+    with pytest.raises(Exception, match="model.y_consistency"):
+        resolve(d)

@@ -63,6 +63,14 @@ class ModelConfig:
     # Not in the paper: without it unsupervised clustering left most clusters empty here
     # (docs/clustering.md); 0 = the paper's categorical adversary alone
     y_balance: float = 0.0
+    # y head: weight of KL(q(y|x) || q(y|T(x))) in the encoder's adversarial phase, T a random
+    # small affine warp of the image (shift, rotation, scale), q(y|x) held fixed. Not in the paper:
+    # it makes the clusters follow what survives small warps (digit identity) rather than style
+    # (IMSAT, Hu et al. 2017, with random warps for VAT; docs/clustering.md); 0 = off
+    y_consistency: float = 0.0
+    warp_shift: float = 2.0  # y_consistency: largest shift of T, in pixels
+    warp_degrees: float = 15.0  # y_consistency: largest rotation of T, in degrees
+    warp_scale: float = 0.1  # y_consistency: largest relative change of scale of T
     # grouped discriminators (the seed's question; aae.groups, docs/outliers.md)
     disc_groups: int = 1  # N: split each batch into N groups, one discriminator each; 1 = plain
     group_split: str = "random"  # random: fresh groups every step | shard: fixed dataset shards
@@ -304,6 +312,13 @@ def _validate(cfg: Config) -> None:
     need(m.head_weight >= 0, "model.head_weight", "a number >= 0", m.head_weight)
     need(m.head_init > 0, "model.head_init", "a number > 0", m.head_init)
     need(m.y_balance >= 0, "model.y_balance", "a number >= 0", m.y_balance)
+    need(m.y_consistency >= 0, "model.y_consistency", "a number >= 0", m.y_consistency)
+    need(m.y_consistency == 0 or m.class_input in ("y", "heads"), "model.y_consistency",
+         "0 unless model.class_input is y or heads (it acts on q(y|x))", m.y_consistency)
+    need(m.warp_shift >= 0, "model.warp_shift", "a number of pixels >= 0", m.warp_shift)
+    need(0 <= m.warp_degrees <= 180, "model.warp_degrees", "an angle in [0, 180]",
+         m.warp_degrees)
+    need(0 <= m.warp_scale < 1, "model.warp_scale", "a fraction in [0, 1)", m.warp_scale)
     need(m.classes >= 2, "model.classes", "an integer >= 2", m.classes)
     need(t.input_noise >= 0, "train.input_noise", "a number >= 0", t.input_noise)
     need(t.schedule in ("paper", "joint"), "train.schedule", "one of paper, joint", t.schedule)

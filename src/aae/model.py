@@ -49,6 +49,24 @@ def balance_kl(y: torch.Tensor) -> torch.Tensor:
     return (p * p.clamp_min(1e-12).log()).sum() + math.log(y.shape[-1])
 
 
+def random_warp(x: torch.Tensor, shift: float, degrees: float, scale: float) -> torch.Tensor:
+    """Each image of ``x`` (N, C, H, W) under its own random affine warp: a shift of up to
+    ``shift`` pixels along each axis, a rotation of up to ``degrees`` and a change of scale of up
+    to ``scale``, all uniform, bilinear, edges repeated. Draws from torch's global generator (which
+    checkpoints save); one batched ``affine_grid`` + ``grid_sample``, so it runs on any device and
+    inside a CUDA graph."""
+    n, _, h, w = x.shape
+    u = torch.rand(n, 4, device=x.device, dtype=x.dtype) * 2 - 1
+    angle = u[:, 0] * math.radians(degrees)
+    s = 1 + u[:, 1] * scale
+    cos, sin = torch.cos(angle) * s, torch.sin(angle) * s
+    # affine_grid's coordinates run from -1 to 1 across the image: one pixel is 2 / size
+    tx, ty = u[:, 2] * (2 * shift / w), u[:, 3] * (2 * shift / h)
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 class Regularizer(nn.Module):
     """One adversarial regularizer: matches the aggregated posterior of ``code`` to ``prior``.
 
@@ -315,6 +333,19 @@ class AAE(nn.Module):
         than ``model.head_eta``, growing linearly as two come closer (paper section 7)."""
         d = torch.pdist(self.heads)
         return F.relu(self.cfg.head_eta - d).sum()
+
+    def consistency_loss(self, x_in: torch.Tensor, codes: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``model.y_consistency`` x KL(q(y|x) || q(y|T(x))), T a random warp (:func:`random_warp`)
+        and q(y|x) (from ``codes``, the encoder's output on ``x_in``) held fixed: the cluster of
+        an image should not change when it is shifted or turned a little. Zero without the term."""
+        c = self.cfg
+        if c.y_consistency <= 0:
+            return codes["z"].new_zeros(())
+        x_in = x_in.view(-1, *self.image_shape)
+        warped = self.encode(random_warp(x_in, c.warp_shift, c.warp_degrees, c.warp_scale))
+        target = codes["y"].detach()
+        kl = F.kl_div(torch.log_softmax(warped["y_logits"], -1), target, reduction="batchmean")
+        return c.y_consistency * kl
 
     def discriminator_parameters(self) -> list[nn.Parameter]:
         return [p for r in self.regularizers for p in r.discriminator.parameters()]

@@ -167,6 +167,7 @@ def train_step(model: AAE, opts: dict[str, torch.optim.Optimizer], x: torch.Tens
         p.requires_grad_(False)
     for reg, z, y in zip(model.regularizers, fakes, ys):
         g_loss = g_loss + reg.gen_loss(z, y, keep, prior_gen)
+    g_loss = g_loss + model.consistency_loss(x_in, codes)
     _step(opts["gen"], g_loss, shard)
     for p in disc_params:
         p.requires_grad_(True)
@@ -328,6 +329,7 @@ def _joint_phases(model: AAE, opts: dict[str, torch.optim.Optimizer], x: torch.T
         loss, log, a_p, a_c, gen = reg.joint_losses(zp, z, y, keep, prior_gen)
         d_loss, d_log, g_loss = d_loss + loss, d_log + log, g_loss + gen
         acc_p, acc_c = acc_p + a_p, acc_c + a_c
+    g_loss = g_loss + model.consistency_loss(x_in, codes)
     disc, ae = opts["disc"], opts["recon"]
     disc_params = [p for g in disc.param_groups for p in g["params"]]
     ae_params = [p for g in ae.param_groups for p in g["params"]]
