@@ -24,7 +24,7 @@ import torch
 
 from aae import data as data_mod
 from aae import presets
-from aae.clustering import cluster_scores
+from aae.clustering import cluster_scores, log_odds
 from aae.config import resolve
 from aae.runs import build_model
 from aae.training import build_optimizers, train_step
@@ -59,12 +59,13 @@ def main() -> None:
                 step += 1
                 if step % 200 == 0:
                     with torch.no_grad():
-                        pv = model.encode_all(xv)["y"].numpy()
-                        pt = model.encode_all(xt)["y"].numpy()
+                        # log-odds for the rules: q rounds to 1.0 (clustering.paper_rule_mapping)
+                        lv, lt = [model.encode_all(v)["y_logits"] for v in (xv, xt)]
+                        pt = torch.softmax(lt, 1).numpy()
                         ry = model.regularizers[1]
                         d_prior = torch.sigmoid(ry(ry.prior.sample(3000, generator=check_gen))).mean()
                         d_code = torch.sigmoid(ry(torch.from_numpy(pt))).mean()
-                    sc = cluster_scores(pv, yv, pt, yt)
+                    sc = cluster_scores(log_odds(lv.numpy()), yv, log_odds(lt.numpy()), yt)
                     sizes = np.bincount(pt.argmax(1), minlength=k)
                     line = {"step": step, "seconds": round(time.time() - t0),
                             "recon": round(float(torch.stack(acc)[:, 0].mean()), 4),

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from aae.clustering import cluster_scores, majority_mapping, mapped_error, paper_rule_mapping
+from aae.clustering import cluster_scores, log_odds, majority_mapping, mapped_error, paper_rule_mapping
 from aae.config import resolve
 from aae.runs import build_model
 from aae.training import Trainer
@@ -31,6 +31,16 @@ def test_cluster_to_label_rules_on_a_toy_assignment():
     assert sc["nmi"] == pytest.approx(normalized_mutual_info_score(labels, assigned))
     assert sc["ari"] == pytest.approx(adjusted_rand_score(labels, assigned))
     assert sc["sizes"] == [2, 2, 3]
+    # float32 rounds both of cluster 0's top probabilities to 1.0 (and their logs to 0.0); their
+    # log-odds still tell that the second example (label 1) is the more confident
+    logits = torch.tensor([[30.0, 0.0, 1.0], [40.0, 0.0, 1.0], [0.0, 30.0, 1.0]])
+    assert (torch.softmax(logits, 1)[:2, 0] == 1.0).all()
+    assert (torch.log_softmax(logits, 1)[:2, 0] == 0.0).all()
+    odds = log_odds(logits.numpy())
+    q = torch.softmax(logits.double(), 1).numpy()
+    assert np.allclose(odds[2], np.log(q[2] / (1 - q[2])))  # log(q / (1 - q)) where q is not 1
+    assert (odds.argmax(1) == q.argmax(1)).all()
+    assert paper_rule_mapping(odds, np.array([0, 1, 1])).tolist()[:2] == [1, 1]
 
 
 def _heads_model(k=4, eta=2.0):

@@ -17,9 +17,25 @@ from __future__ import annotations
 import numpy as np
 
 
-def paper_rule_mapping(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """(K,) label per cluster: the label of the example with the highest probability of it."""
-    return np.asarray(labels)[np.asarray(probs).argmax(0)]
+def paper_rule_mapping(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(K,) label per cluster: the label of the example with the highest probability of it.
+
+    ``scores`` (N, K): q(y|x) or any increasing function of it. Pass :func:`log_odds` of the
+    head's logits: a trained softmax head rounds q to exactly 1.0 in float32 for hundreds of
+    examples per cluster (and log q to 0.0), and among such ties ``argmax`` would take the first
+    example, not the most confident one."""
+    return np.asarray(labels)[np.asarray(scores).argmax(0)]
+
+
+def log_odds(logits: np.ndarray) -> np.ndarray:
+    """(N, K) log(q_k / (1 - q_k)) = logit_k - logsumexp of the other logits, for q = softmax of
+    ``logits``: increasing in q_k, so it ranks examples as q does, but it keeps its resolution
+    where q rounds to 1.0 (in float64, through scipy's logsumexp)."""
+    from scipy.special import logsumexp
+
+    z = np.asarray(logits, dtype=np.float64)
+    others = np.where(np.eye(z.shape[1], dtype=bool), -np.inf, z[:, None, :])  # (N, K, K)
+    return z - logsumexp(others, axis=2)
 
 
 def majority_mapping(assigned: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -41,7 +57,7 @@ def mapped_error(assigned: np.ndarray, labels: np.ndarray, mapping: np.ndarray) 
 def cluster_scores(val_probs: np.ndarray, val_labels: np.ndarray, test_probs: np.ndarray,
                    test_labels: np.ndarray) -> dict:
     """Test errors under both rules (mappings chosen on validation), NMI and ARI on the test set,
-    and the cluster sizes."""
+    and the cluster sizes. ``*_probs``: q(y|x) or, better, its :func:`log_odds`."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     k = val_probs.shape[1]

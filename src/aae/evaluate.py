@@ -210,7 +210,7 @@ def eval_cluster(ctx: Context) -> dict[str, Any]:
     reduced representation (neighbours from up to 10 000 training images)."""
     from sklearn.neighbors import KNeighborsClassifier
 
-    from .clustering import cluster_scores
+    from .clustering import cluster_scores, log_odds
 
     if ctx.model.class_input not in ("y", "heads"):
         raise AAEError(f"--cluster: run {ctx.run} has no y head (model.class_input is "
@@ -222,7 +222,8 @@ def eval_cluster(ctx: Context) -> dict[str, Any]:
     val_x, val_y, where = d.val_x, d.val_y, "validation split"
     if val_x is None or val_y is None:  # no held-out split: pick the mapping on training images
         val_x, val_y, where = d.train_x[-10000:], d.train_y[-10000:], "last training images"
-    probs = [ctx.model.encode_all(x)["y"].numpy() for x in (val_x, d.test_x)]
+    # log-odds, not q(y|x): q rounds to 1.0 (clustering.paper_rule_mapping)
+    probs = [log_odds(ctx.model.encode_all(x)["y_logits"].numpy()) for x in (val_x, d.test_x)]
     out = cluster_scores(probs[0], val_y.numpy(), probs[1], d.test_y.numpy())
     out["mapping_chosen_on"] = where
     if ctx.model.class_input == "heads":

@@ -735,12 +735,14 @@ class Trainer:
     def _cluster_errors(self, line: dict[str, Any]) -> None:
         """The clustering error (paper's rule and majority vote, mappings chosen on the validation
         split) of the test set, where both splits have labels."""
-        from .clustering import cluster_scores
+        from .clustering import cluster_scores, log_odds
 
         d = self.data
         if d.val_x is None or d.val_y is None or d.test_y is None:
             return
-        probs = [self.model.encode_all(x)["y"].cpu().numpy() for x in (d.val_x, d.test_x)]
+        # log-odds, not q(y|x): q rounds to 1.0 (clustering.paper_rule_mapping)
+        probs = [log_odds(self.model.encode_all(x)["y_logits"].cpu().numpy())
+                 for x in (d.val_x, d.test_x)]
         sc = cluster_scores(probs[0], d.val_y.cpu().numpy(), probs[1], d.test_y.cpu().numpy())
         line.update({"cluster_error": sc["paper_error"], "cluster_error_majority":
                      sc["majority_error"], "nmi": sc["nmi"], "clusters_used": int(
