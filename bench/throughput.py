@@ -53,6 +53,9 @@ VARIANTS = {  # name -> config overrides; every training variant that exists
     "clustering": {"model": {"class_input": "y", "classes": 16, "code_dim": 5, "y_balance": 5.0,
                              "y_consistency": 5.0},
                    "data": {"labelled": 0}},
+    # the same without the two terms the paper does not have (its clustering recipe)
+    "clustering-paper": {"model": {"class_input": "y", "classes": 16, "code_dim": 5},
+                         "data": {"labelled": 0}},
 }
 
 
@@ -132,6 +135,8 @@ def ceiling(model, batch: int, classify: bool, device: str = "cpu", schedule: st
     if schedule != "joint":  # the paper's encoder phase
         passes(enc, True, True, False)
     if classify:  # the classification phase on a labelled batch
+        passes(enc, True, True, False)
+    if model.cfg.y_consistency > 0:  # the encoder on the warped images
         passes(enc, True, True, False)
     mats = [(torch.randn(m, k, device=device), torch.randn(k, n, device=device)) for m, k, n in ops]
     out = [torch.empty(m, n, device=device) for m, _, n in ops]

@@ -90,13 +90,14 @@ PRESETS: dict[str, Preset] = {
     **{f"cluster-{k}": Preset(
         f"paper table 3: unsupervised clustering of MNIST into {k} clusters (a {k}-way y head "
         "with a categorical prior, no labels); 10 000 training images held out to name clusters",
-        "about 1.3 h on one core (48 s per epoch measured, docs/clustering.md)",
+        "about 70 min on one core beside another run (70 s per epoch measured, "
+        "docs/clustering.md)",
         # z of 5 dimensions, the balance and warp-consistency terms: measured in
         # docs/clustering.md (the paper's recipe: model.y_balance=0 model.y_consistency=0)
         {"model": {"class_input": "y", "classes": k, "code_dim": 5, "y_balance": 5.0,
                    "y_consistency": 5.0},
          "data": {"labelled": 0, "validation": 10000},
-         "train": {"epochs": 100, "input_noise": 0.3, "sample_epochs": [0, 1, 10, 50, 100],
+         "train": {"epochs": 60, "input_noise": 0.3, "sample_epochs": [0, 1, 10, 60],
                    "checkpoint_every": 25}},
     ) for k in (16, 30)},
     **{f"reduce-2d{'' if n == 0 else f'-{n}'}": Preset(
