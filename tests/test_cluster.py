@@ -79,7 +79,8 @@ def test_representation_is_heads_plus_style():
 @pytest.mark.parametrize("mode", ["y", "heads"])
 def test_more_clusters_than_classes_trains_and_is_scored(split_data, tmp_path, mode):
     d = tiny_config(epochs=3).to_dict()
-    d["model"].update(class_input=mode, classes=5)  # 5 clusters for 3 classes
+    # 5 clusters for 3 classes, with the clustering presets' two extra terms
+    d["model"].update(class_input=mode, classes=5, y_balance=1.0, y_consistency=1.0)
     d["data"].update(labelled=0)
     t = Trainer(resolve(d), tmp_path / "r", data=split_data, quiet=True)
     assert t.labelled_idx is None and "classify" in t.opts  # no classification phase runs

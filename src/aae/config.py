@@ -66,7 +66,9 @@ class ModelConfig:
     # y head: weight of KL(q(y|x) || q(y|T(x))) in the encoder's adversarial phase, T a random
     # small affine warp of the image (shift, rotation, scale), q(y|x) held fixed. Not in the paper:
     # it makes the clusters follow what survives small warps (digit identity) rather than style
-    # (IMSAT, Hu et al. 2017, with random warps for VAT; docs/clustering.md); 0 = off
+    # (IMSAT, Hu et al. 2017, with random warps for VAT; docs/clustering.md); 0 = off. Like
+    # y_balance it is part of the encoder's adversarial loss, so train.schedule = "joint" scales
+    # it by train.adv_weight too
     y_consistency: float = 0.0
     warp_shift: float = 2.0  # y_consistency: largest shift of T, in pixels
     warp_degrees: float = 15.0  # y_consistency: largest rotation of T, in degrees

@@ -341,7 +341,7 @@ class AAE(nn.Module):
         c = self.cfg
         if c.y_consistency <= 0:
             return codes["z"].new_zeros(())
-        x_in = x_in.view(-1, *self.image_shape)
+        x_in = x_in.reshape(-1, *self.image_shape)
         warped = self.encode(random_warp(x_in, c.warp_shift, c.warp_degrees, c.warp_scale))
         target = codes["y"].detach()
         kl = F.kl_div(torch.log_softmax(warped["y_logits"], -1), target, reduction="batchmean")
