@@ -90,7 +90,7 @@ PRESETS: dict[str, Preset] = {
     **{f"cluster-{k}": Preset(
         f"paper table 3: unsupervised clustering of MNIST into {k} clusters (a {k}-way y head "
         "with a categorical prior, no labels); 10 000 training images held out to name clusters",
-        "about 70 min on one core beside another run (70 s per epoch measured, "
+        "about 35 min on 2 cores, 62 min on one core beside another run (measured, "
         "docs/clustering.md)",
         # z of 5 dimensions, the balance and warp-consistency terms: measured in
         # docs/clustering.md (the paper's recipe: model.y_balance=0 model.y_consistency=0)
