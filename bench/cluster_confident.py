@@ -1,10 +1,11 @@
-"""Per cluster of a clustering run: its majority label and the labels of its most confident
-held-out images, the ones the paper's rule names the cluster from.
+"""Per cluster of a clustering run: its majority label, the labels of its most confident
+held-out images (the ones the paper's rule names the cluster from), and how many held-out images
+have q(y = k|x) rounded to exactly 1.0 in float32.
 
     AAE_DATA_DIR=../shared/data .venv/bin/python bench/cluster_confident.py RUN [--top 10]
 
-Uses the run's latest checkpoint and its held-out split (the last ``data.validation`` training
-images), ranks by the log-odds of q(y = k|x) as ``aae evaluate --cluster`` does.
+Uses the run's newest checkpoint and its validation split (``data.validation``), ranks by the
+log-odds of q(y = k|x) as ``aae evaluate --cluster`` does.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from aae import checkpoint as ckpt
 from aae import data as data_mod
 from aae.clustering import log_odds
-from aae.runs import build_model, load_config, load_weights
+from aae.runs import load_run
 
 
 def main() -> None:
@@ -27,22 +28,21 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("--top", type=int, default=10)
     a = ap.parse_args()
-    cfg = load_config(a.run)
-    d = data_mod.load(cfg.data.dataset, os.environ.get("AAE_DATA_DIR"))
-    model = build_model(cfg, d.image_shape)
-    tensors, meta = ckpt.latest(a.run / "checkpoints")
-    load_weights(model, tensors, str(a.run))
-    n = cfg.data.validation or 10000
-    xv, yv = d.train_x[-n:], d.train_y[-n:].numpy()
-    odds = log_odds(model.encode_all(xv)["y_logits"].numpy())
-    assigned = odds.argmax(1)
-    print(f"{a.run}, epoch {meta.get('epoch')}, {n} held-out images")
+    cfg, model, meta = load_run(a.run)
+    d = data_mod.from_config(cfg.data, os.environ.get("AAE_DATA_DIR"))
+    if d.val_x is None or d.val_y is None:
+        sys.exit(f"{a.run}: the run has no labelled validation split (data.validation)")
+    logits = model.encode_all(d.val_x)["y_logits"]
+    ties = (torch.softmax(logits, 1) == 1.0).sum(0).tolist()
+    odds = log_odds(logits.numpy())
+    yv, assigned = d.val_y.numpy(), odds.argmax(1)
+    print(f"{a.run}, epoch {meta.get('epoch')}, {len(yv)} held-out images")
     for k in range(odds.shape[1]):
         members = yv[assigned == k]
-        majority = np.bincount(members, minlength=10).argmax() if len(members) else -1
+        majority = np.bincount(members).argmax() if len(members) else -1
         top = yv[np.argsort(-odds[:, k])[:a.top]]
         print(f"cluster {k:2d}: {len(members):5d} members, majority {majority}, "
-              f"most confident: {' '.join(map(str, top))}")
+              f"q = 1.0 for {ties[k]:4d}, most confident: {' '.join(map(str, top))}")
 
 
 if __name__ == "__main__":

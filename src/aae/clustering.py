@@ -34,8 +34,10 @@ def log_odds(logits: np.ndarray) -> np.ndarray:
     from scipy.special import logsumexp
 
     z = np.asarray(logits, dtype=np.float64)
-    others = np.where(np.eye(z.shape[1], dtype=bool), -np.inf, z[:, None, :])  # (N, K, K)
-    return z - logsumexp(others, axis=2)
+    out = np.empty_like(z)
+    for k in range(z.shape[1]):  # one (N, K - 1) pass per class: memory stays N x K
+        out[:, k] = z[:, k] - logsumexp(np.delete(z, k, axis=1), axis=1)
+    return out
 
 
 def majority_mapping(assigned: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -54,16 +56,16 @@ def mapped_error(assigned: np.ndarray, labels: np.ndarray, mapping: np.ndarray) 
     return float((np.asarray(mapping)[np.asarray(assigned)] != np.asarray(labels)).mean())
 
 
-def cluster_scores(val_probs: np.ndarray, val_labels: np.ndarray, test_probs: np.ndarray,
+def cluster_scores(val_scores: np.ndarray, val_labels: np.ndarray, test_scores: np.ndarray,
                    test_labels: np.ndarray) -> dict:
     """Test errors under both rules (mappings chosen on validation), NMI and ARI on the test set,
-    and the cluster sizes. ``*_probs``: q(y|x) or, better, its :func:`log_odds`."""
+    and the cluster sizes. ``*_scores`` (N, K): q(y|x) or, better, its :func:`log_odds`."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    k = val_probs.shape[1]
-    test_assigned = test_probs.argmax(1)
-    paper = paper_rule_mapping(val_probs, val_labels)
-    majority = majority_mapping(val_probs.argmax(1), val_labels, k)
+    k = val_scores.shape[1]
+    test_assigned = test_scores.argmax(1)
+    paper = paper_rule_mapping(val_scores, val_labels)
+    majority = majority_mapping(val_scores.argmax(1), val_labels, k)
     return {
         "clusters": k,
         "paper_error": mapped_error(test_assigned, test_labels, paper),

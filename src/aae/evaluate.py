@@ -223,8 +223,8 @@ def eval_cluster(ctx: Context) -> dict[str, Any]:
     if val_x is None or val_y is None:  # no held-out split: pick the mapping on training images
         val_x, val_y, where = d.train_x[-10000:], d.train_y[-10000:], "last training images"
     # log-odds, not q(y|x): q rounds to 1.0 (clustering.paper_rule_mapping)
-    probs = [log_odds(ctx.model.encode_all(x)["y_logits"].numpy()) for x in (val_x, d.test_x)]
-    out = cluster_scores(probs[0], val_y.numpy(), probs[1], d.test_y.numpy())
+    scores = [log_odds(ctx.model.encode_all(x)["y_logits"].numpy()) for x in (val_x, d.test_x)]
+    out = cluster_scores(scores[0], val_y.numpy(), scores[1], d.test_y.numpy())
     out["mapping_chosen_on"] = where
     if ctx.model.class_input == "heads":
         tr = ctx.model.encode_all(d.train_x[:10000])["r"].numpy()

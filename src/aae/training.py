@@ -741,9 +741,9 @@ class Trainer:
         if d.val_x is None or d.val_y is None or d.test_y is None:
             return
         # log-odds, not q(y|x): q rounds to 1.0 (clustering.paper_rule_mapping)
-        probs = [log_odds(self.model.encode_all(x)["y_logits"].cpu().numpy())
-                 for x in (d.val_x, d.test_x)]
-        sc = cluster_scores(probs[0], d.val_y.cpu().numpy(), probs[1], d.test_y.cpu().numpy())
+        scores = [log_odds(self.model.encode_all(x)["y_logits"].cpu().numpy())
+                  for x in (d.val_x, d.test_x)]
+        sc = cluster_scores(scores[0], d.val_y.cpu().numpy(), scores[1], d.test_y.cpu().numpy())
         line.update({"cluster_error": sc["paper_error"], "cluster_error_majority":
                      sc["majority_error"], "nmi": sc["nmi"], "clusters_used": int(
                          sum(s > 0 for s in sc["sizes"]))})
