@@ -42,7 +42,8 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     classify = model.class_input == "y" and cfg.data.labelled != 0
     labels = torch.randint(10, (len(x_all),), generator=gen)
-    runner = StepRunner(model, opts, x_all, labels if classify else None, gen,
+    runner = StepRunner(model, opts, x_all, labels if classify or model.class_input == "label"
+                        else None, gen,
                         schedule=cfg.train.schedule, adv_weight=cfg.train.adv_weight)
     labelled = torch.arange(len(x_all) - a.batch, len(x_all))
 
