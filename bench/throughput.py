@@ -148,9 +148,11 @@ def ceiling(model, batch: int, classify: bool, device: str = "cpu", schedule: st
     return run
 
 
-def measure(cfg, batch: int, seconds: float, variant: str = "unsupervised") -> dict:
+def build_step(cfg, batch: int, modes: set[str] = frozenset()):
+    """The variant's whole training step on random images in memory, run through
+    :class:`aae.training.StepRunner` as in training: (model, whether it has the classification
+    phase, the images, a function of no arguments running one step on the next batch)."""
     dev = cfg.train.device
-    _, modes = split_variant(variant)
     model = build_model(cfg, (1, 28, 28)).to(dev)
     if "compiled" in modes:  # in place: parameter names (checkpoints) unchanged
         for net in (model.encoder, model.decoder, *(r.discriminator for r in model.regularizers)):
@@ -167,12 +169,18 @@ def measure(cfg, batch: int, seconds: float, variant: str = "unsupervised") -> d
     starts = iter(range(0, 10**12, batch))
     labelled = torch.arange(len(x_all) - batch, len(x_all), device=dev)
 
-    def batch_idx():
+    def step():  # labels for a label input, a labelled batch for the classification phase
         i = next(starts) % (len(x_all) - batch)
-        return torch.arange(i, i + batch, device=dev)
+        return runner(torch.arange(i, i + batch, device=dev), labelled if classify else None)
 
-    def step():  # the variant's whole step: labels for a label input, a labelled batch for y
-        return runner(batch_idx(), labelled if classify else None)
+    return model, classify, x_all, step
+
+
+def measure(cfg, batch: int, seconds: float, variant: str = "unsupervised") -> dict:
+    dev = cfg.train.device
+    _, modes = split_variant(variant)
+    model, classify, x_all, step = build_step(cfg, batch, modes)
+    starts = iter(range(0, 10**12, batch))
 
     def ref_step():
         i = next(starts) % (len(x_all) - batch)
