@@ -3,7 +3,8 @@
     .venv/bin/python bench/curves.py --out docs/img/semi_curves.png --key test_error \\
         docs/results/semi-100.metrics.jsonl docs/results/semi-1000.metrics.jsonl
 
-Several ``--key`` values draw one line per file and key (e.g. both clustering errors).
+Several ``--key`` values draw one panel per key (e.g. both clustering errors), a file keeping
+its colour across panels.
 """
 
 from __future__ import annotations
@@ -21,18 +22,18 @@ def main() -> None:
     ap.add_argument("--key", nargs="+", default=["test_error"])
     ap.add_argument("--out", required=True, type=Path)
     a = ap.parse_args()
-    series = {}
-    for f in a.files:
-        for key in a.key:
+    panels = []  # one panel per key; a file keeps its colour across panels
+    for key in a.key:
+        series = {}
+        for f in a.files:
             lines = [ln for ln in read_jsonl(f) if key in ln]
-            name = f.name.split(".")[0] + (f" {key}" if len(a.key) > 1 else "")
-            series[name] = ([ln["elapsed"] / 60 for ln in lines], [100 * ln[key] for ln in lines])
-    png = curves_png([(f"{', '.join(a.key)} (%) against training time", "%", series)],
-                     "training minutes", cols=1)
-    atomic_write_bytes(a.out, png)
-    for name, (x, y) in series.items():
-        print(f"{name}: {y[-1]:.2f}% after {x[-1]:.1f} min (best {min(y):.2f}%)")
-
+            series[f.name.split(".")[0]] = ([ln["elapsed"] / 60 for ln in lines],
+                                            [100 * ln[key] for ln in lines])
+        panels.append((f"{key} (%) against training time", "%", series))
+    atomic_write_bytes(a.out, curves_png(panels, "training minutes", cols=len(panels)))
+    for key, (_, _, series) in zip(a.key, panels):
+        for name, (x, y) in series.items():
+            print(f"{name} {key}: {y[-1]:.2f}% after {x[-1]:.1f} min (best {min(y):.2f}%)")
 
 if __name__ == "__main__":
     main()
