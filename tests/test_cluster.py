@@ -7,7 +7,14 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from aae.clustering import cluster_scores, log_odds, majority_mapping, mapped_error, paper_rule_mapping
+from aae.clustering import (
+    cluster_scores,
+    log_odds,
+    majority_mapping,
+    mapped_error,
+    paper_rule_mapping,
+    paper_rule_spread,
+)
 from aae.config import resolve
 from aae.runs import build_model
 from aae.training import Trainer
@@ -42,6 +49,25 @@ def test_cluster_to_label_rules_on_a_toy_assignment():
     assert (odds.argmax(1) == q.argmax(1)).all()
     assert paper_rule_mapping(odds, np.array([0, 1, 1])).tolist()[:2] == [1, 1]
 
+
+
+def test_paper_rule_spread_over_validation_resamples():
+    # cluster 0: label 0 everywhere; cluster 1: label 1, but its single most confident example
+    # is a 0. The rule names cluster 1 "0" when that example is drawn, "1" when it is left out.
+    scores = np.array([[5.0, 0], [4, 0], [3, 0], [0, 9], [0, 2], [0, 1.5], [0, 1]])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1])
+    test_assigned, test_labels = np.array([0, 0, 1, 1]), np.array([0, 0, 1, 1])
+    assert paper_rule_mapping(scores, labels).tolist() == [0, 0]
+    b = paper_rule_spread(scores, labels, test_assigned, test_labels, draws=400, seed=1)
+    assert b["draws"] == 400 and b["p05"] == 0.0 and b["p95"] == 0.5  # the two possible errors
+    # the exception is left out of a resample of 7 with probability (6/7)^7 = 0.34
+    assert b["mean"] == pytest.approx(0.5 * (1 - (6 / 7) ** 7), abs=0.05)
+    assert b["same_mapping"] == pytest.approx(1 - (6 / 7) ** 7, abs=0.05)
+    # without the exception a resample misnames a cluster only when it holds none of its
+    # examples ((1/2)^6 per cluster)
+    clean = paper_rule_spread(scores[[0, 1, 2, 4, 5, 6]], labels[[0, 1, 2, 4, 5, 6]],
+                              test_assigned, test_labels, draws=400, seed=1)
+    assert clean["p95"] == 0.0 and clean["same_mapping"] == pytest.approx(1 - 2 / 64, abs=0.03)
 
 def _heads_model(k=4, eta=2.0):
     d = tiny_config().to_dict()
@@ -108,7 +134,10 @@ def test_evaluate_cluster_on_a_saved_run(tmp_path):
     c = json.loads((run / "eval.json").read_text())["cluster"]
     assert c["clusters"] == 4 and sum(c["sizes"]) == 40  # the test tenth of 400 images
     assert 0 <= c["paper_error"] <= 1 and 0 <= c["knn_error"] <= 1 and c["representation_dim"] == 2
-    assert "paper's rule" in r.stdout
+    b = c["paper_error_bootstrap"]
+    assert b["draws"] == 200 and 0 <= b["p05"] <= b["p95"] <= 1
+    assert b["p05"] - 1e-9 <= b["mean"] <= b["p95"] + 1e-9  # (a mean of equal errors may round)
+    assert "paper's rule" in r.stdout and "over validation resamples" in r.stdout
     r = subprocess.run([*aae, "evaluate", str(run), "--classify"], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 2 and "use --cluster" in r.stderr

@@ -206,11 +206,12 @@ def eval_classify(ctx: Context) -> dict[str, Any]:
 def eval_cluster(ctx: Context) -> dict[str, Any]:
     """Clustering scores of the y head (paper section 6): the paper's one-example-per-cluster
     rule and majority vote (mappings chosen on the validation split, errors on the test split),
-    NMI and ARI; for a dimensionality-reduction run also the 5-nearest-neighbour test error in the
-    reduced representation (neighbours from up to 10 000 training images)."""
+    the paper's rule's spread over bootstrap resamples of the validation split, NMI and ARI; for
+    a dimensionality-reduction run also the 5-nearest-neighbour test error in the reduced
+    representation (neighbours from up to 10 000 training images)."""
     from sklearn.neighbors import KNeighborsClassifier
 
-    from .clustering import cluster_scores, log_odds
+    from .clustering import cluster_scores, log_odds, paper_rule_spread
 
     if ctx.model.class_input not in ("y", "heads"):
         raise AAEError(f"--cluster: run {ctx.run} has no y head (model.class_input is "
@@ -225,6 +226,8 @@ def eval_cluster(ctx: Context) -> dict[str, Any]:
     # log-odds, not q(y|x): q rounds to 1.0 (clustering.paper_rule_mapping)
     scores = [log_odds(ctx.model.encode_all(x)["y_logits"].numpy()) for x in (val_x, d.test_x)]
     out = cluster_scores(scores[0], val_y.numpy(), scores[1], d.test_y.numpy())
+    out["paper_error_bootstrap"] = paper_rule_spread(scores[0], val_y.numpy(), scores[1].argmax(1),
+                                                     d.test_y.numpy())
     out["mapping_chosen_on"] = where
     if ctx.model.class_input == "heads":
         tr = ctx.model.encode_all(d.train_x[:10000])["r"].numpy()
@@ -295,9 +298,12 @@ def summary(result: dict[str, Any]) -> str:
     if "cluster" in result:
         c = result["cluster"]
         knn = f", 5-NN error {100 * c['knn_error']:.2f}%" if "knn_error" in c else ""
+        b = c.get("paper_error_bootstrap")  # absent in eval.json files of earlier versions
+        spread = "" if b is None else (f" [{100 * b['p05']:.1f} to {100 * b['p95']:.1f}% over "
+                                       "validation resamples]")
         lines.append(f"clustering ({c['clusters']} clusters): error {100 * c['paper_error']:.2f}% "
-                     f"(paper's rule), {100 * c['majority_error']:.2f}% (majority vote), NMI "
-                     f"{c['nmi']:.3f}, ARI {c['ari']:.3f}{knn}")
+                     f"(paper's rule){spread}, {100 * c['majority_error']:.2f}% (majority vote), "
+                     f"NMI {c['nmi']:.3f}, ARI {c['ari']:.3f}{knn}")
     if "classify" in result:
         c = result["classify"]
         for which in ("last", "best"):
