@@ -138,6 +138,7 @@ def test_evaluate_cluster_on_a_saved_run(tmp_path):
     assert b["draws"] == 200 and 0 <= b["p05"] <= b["p95"] <= 1
     assert b["p05"] - 1e-9 <= b["mean"] <= b["p95"] + 1e-9  # (a mean of equal errors may round)
     assert "paper's rule" in r.stdout and "over validation resamples" in r.stdout
+    assert (run / "clusters_confident.png").stat().st_size > 0
     r = subprocess.run([*aae, "evaluate", str(run), "--classify"], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 2 and "use --cluster" in r.stderr
@@ -231,3 +232,30 @@ def test_consistency_term_is_the_kl_to_the_warped_image_and_trains_only_the_warp
     d["model"].update(class_input="none", y_consistency=1.0)
     with pytest.raises(Exception, match="model.y_consistency"):
         resolve(d)
+
+
+def test_confident_images_are_ranked_per_cluster_and_flagged(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from aae import artifacts, plots
+
+    images = torch.rand(6, 1, 8, 8)
+    labels = np.array([0, 1, 1, 0, 1, 0])
+    scores = np.array([[3.0, 0], [2, 1], [1, 5], [0, 4], [-1, 3], [-2, -1]])
+    seen = {}
+    real = plots.ranked_rows_png
+
+    def spy(rows, titles, captions, flags, row_flags, title=""):
+        seen.update(rows=rows, titles=titles, captions=captions, flags=flags, row_flags=row_flags)
+        return real(rows, titles, captions, flags, row_flags, title)
+
+    monkeypatch.setattr(plots, "ranked_rows_png", spy)
+    artifacts.write_confident(tmp_path, images, labels, scores, paper=[0, 1], majority=[0, 0], top=3)
+    # cluster 0 ranks images 0, 1, 2; cluster 1 ranks 2, 3, 4
+    assert np.array_equal(seen["rows"][0], images[[0, 1, 2]].numpy())
+    assert np.array_equal(seen["rows"][1], images[[2, 3, 4]].numpy())
+    assert seen["captions"] == [["0", "1", "1"], ["1", "0", "1"]]
+    assert seen["flags"] == [[False, True, True], [True, False, True]]  # against majority 0
+    assert seen["row_flags"] == [False, True] and "rule 1, majority 0" in seen["titles"][1]
+    png = Image.open(tmp_path / "clusters_confident.png")
+    assert png.size[0] > png.size[1] > 0  # two rows of three, wider than tall

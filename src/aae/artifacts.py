@@ -165,6 +165,26 @@ def write_clusters(run: Path, model: AAE, data: ImageData, members: int = 10, se
                                                             nrow=members + 1))
 
 
+def write_confident(run: Path, images: torch.Tensor, labels: np.ndarray, scores: np.ndarray,
+                    paper: list[int], majority: list[int], top: int = 10) -> None:
+    """clusters_confident.png: per cluster, its ``top`` held-out images in order of q(y = k|x)
+    (``scores``, e.g. log-odds, (N, K)): the first is the one the paper's rule names the cluster
+    from. Rows whose two names differ are titled in red; images whose label is not the cluster's
+    majority label are framed in red."""
+    rows, titles, captions, flags, row_flags = [], [], [], [], []
+    for k in range(scores.shape[1]):
+        order = np.argsort(-scores[:, k], kind="stable")[:top]
+        rows.append(images[torch.as_tensor(order)].float().cpu().numpy())
+        titles.append(f"cluster {k}: rule {paper[k]}, majority {majority[k]}")
+        captions.append([str(int(labels[i])) for i in order])
+        flags.append([int(labels[i]) != majority[k] for i in order])
+        row_flags.append(paper[k] != majority[k])
+    title = (f"each cluster's {top} most confident held-out images (label above; red: not the "
+             "majority label)")
+    atomic_write_bytes(run / "clusters_confident.png",
+                       plots.ranked_rows_png(rows, titles, captions, flags, row_flags, title))
+
+
 def manifold_codes(prior, n: int = 20) -> torch.Tensor:
     """Codes covering the prior's support, row by row: a regular grid (Gaussian: at the prior's
     quantiles; uniform: across the box), or along each component / segment."""

@@ -208,9 +208,11 @@ def eval_cluster(ctx: Context) -> dict[str, Any]:
     rule and majority vote (mappings chosen on the validation split, errors on the test split),
     the paper's rule's spread over bootstrap resamples of the validation split, NMI and ARI; for
     a dimensionality-reduction run also the 5-nearest-neighbour test error in the reduced
-    representation (neighbours from up to 10 000 training images)."""
+    representation (neighbours from up to 10 000 training images). Draws each cluster's most
+    confident held-out images, from which the paper's rule names it (clusters_confident.png)."""
     from sklearn.neighbors import KNeighborsClassifier
 
+    from .artifacts import write_confident
     from .clustering import cluster_scores, log_odds, paper_rule_spread
 
     if ctx.model.class_input not in ("y", "heads"):
@@ -229,6 +231,8 @@ def eval_cluster(ctx: Context) -> dict[str, Any]:
     out["paper_error_bootstrap"] = paper_rule_spread(scores[0], val_y.numpy(), scores[1].argmax(1),
                                                      d.test_y.numpy())
     out["mapping_chosen_on"] = where
+    write_confident(ctx.run, val_x, val_y.numpy(), scores[0], out["paper_mapping"],
+                    out["majority_mapping"])
     if ctx.model.class_input == "heads":
         tr = ctx.model.encode_all(d.train_x[:10000])["r"].numpy()
         te = ctx.model.encode_all(d.test_x)["r"].numpy()

@@ -53,6 +53,42 @@ def grid_png(images: np.ndarray, nrow: int = 10) -> bytes:
     return buf.getvalue()
 
 
+def ranked_rows_png(rows: list[np.ndarray], row_titles: list[str], cell_labels: list[list[str]],
+                    flagged: list[list[bool]], row_flagged: list[bool], title: str = "") -> bytes:
+    """One row of images per entry, left to right as ranked: ``rows[i]`` (n, C, H, W) in [0, 1],
+    each image captioned by ``cell_labels[i][j]`` (red where ``flagged[i][j]``), each row titled
+    on its left (red where ``row_flagged[i]``). Used for each cluster's most confident images."""
+    plt = _plt()
+    ncol = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), ncol + 1, figsize=(0.62 * ncol + 2.2, 0.72 * len(rows)),
+                             dpi=100, squeeze=False,
+                             gridspec_kw={"width_ratios": [3.2] + [1] * ncol})
+    for i, row in enumerate(rows):
+        head = axes[i, 0]
+        head.axis("off")
+        head.text(1.0, 0.5, row_titles[i], ha="right", va="center", fontsize=8,
+                  color="tab:red" if row_flagged[i] else "black", transform=head.transAxes)
+        for j in range(ncol):
+            ax = axes[i, j + 1]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j >= len(row):
+                ax.axis("off")
+                continue
+            img = np.clip(np.asarray(row[j], dtype=np.float32), 0, 1)
+            ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0), cmap="gray",
+                      vmin=0, vmax=1, interpolation="nearest")
+            red = flagged[i][j]
+            ax.set_title(cell_labels[i][j], fontsize=7, pad=1.5, color="tab:red" if red else "black")
+            for side in ax.spines.values():
+                side.set_color("tab:red" if red else "0.7")
+                side.set_linewidth(1.6 if red else 0.5)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout(h_pad=0.25, w_pad=0.1)
+    return _png(fig)
+
+
 def progress_png(grids: list[tuple[int, np.ndarray]], title: str = "") -> bytes:
     """Sample grids side by side, each titled with its epoch (the seed's 0 / 100 / 500 table)."""
     plt = _plt()

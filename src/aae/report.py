@@ -198,7 +198,10 @@ def build_report(run: str | Path) -> str:
                 ("latent_scatter.png", "2-D test codes (or representations) by class"),
                 ("manifold.png", "the decoder over the prior's support"),
                 ("style.png", "style grid: each row one z, each column one class"),
-                ("clusters.png", "clusters: the decoded cluster, then test images assigned to it")]
+                ("clusters.png", "clusters: the decoded cluster, then test images assigned to it"),
+                ("clusters_confident.png", "each cluster's most confident held-out images, the "
+                                           "first of which names it by the paper's rule "
+                                           "(aae evaluate --cluster)")]
     present = [(f, c) for f, c in pictures if (run / f).is_file()]
     if present:
         body.append("<h2>What the model learned</h2>")
