@@ -29,7 +29,8 @@ def step_flops(model, classify: bool | None = None, schedule: str = "paper") -> 
     classification phase (encoder forward and backward) where the model has a y head. With
     ``schedule = "joint"`` the encoder runs once and each discriminator's forward pass over the
     codes serves both losses: its input-gradient pass replaces the paper's encoder phase. The
-    warp-consistency term (``model.y_consistency``) adds an encoder pass with its backward."""
+    warp-consistency term (``model.y_consistency``) and the interpolation term (``model.y_mixup``)
+    each add an encoder pass with its backward."""
     enc, dec = linear_shapes(model.encoder), linear_shapes(model.decoder)
     discs = [linear_shapes(r.discriminator) for r in model.regularizers]
     recon = (pass_flops(enc, weight_grad=True, input_grad=True)
@@ -43,6 +44,8 @@ def step_flops(model, classify: bool | None = None, schedule: str = "paper") -> 
         gen_phase = sum(pass_flops(d, forward=False, input_grad=True, first_input_grad=True)
                         for d in discs)
     if model.cfg.y_consistency > 0:  # encoder forward and backward on the warped images
+        gen_phase += pass_flops(enc, weight_grad=True, input_grad=True)
+    if model.cfg.y_mixup > 0:  # and on the mixed images
         gen_phase += pass_flops(enc, weight_grad=True, input_grad=True)
     if classify is None:  # by default a y head has the classification phase (semi-supervised)
         classify = model.class_input == "y"

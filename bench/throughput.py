@@ -48,10 +48,10 @@ VARIANTS = {  # name -> config overrides; every training variant that exists
                                        "disc_budget": "each"}},
     "supervised": {"model": {"class_input": "label"}},
     "semi-supervised": {"model": {"class_input": "y", "code_dim": 10}},
-    # the y head without labels: no classification phase (the cluster-16 preset: its sizes and
-    # its warp-consistency term, one more encoder pass on warped images)
+    # the y head without labels: no classification phase (the cluster-16 preset: its sizes, its
+    # warp-consistency and interpolation terms, two more encoder passes on warped and mixed images)
     "clustering": {"model": {"class_input": "y", "classes": 16, "code_dim": 5, "y_balance": 5.0,
-                             "y_consistency": 5.0},
+                             "y_consistency": 5.0, "y_mixup": 5.0},
                    "data": {"labelled": 0}},
     # the same without the two terms the paper does not have (its clustering recipe)
     "clustering-paper": {"model": {"class_input": "y", "classes": 16, "code_dim": 5},
@@ -137,6 +137,8 @@ def ceiling(model, batch: int, classify: bool, device: str = "cpu", schedule: st
     if classify:  # the classification phase on a labelled batch
         passes(enc, True, True, False)
     if model.cfg.y_consistency > 0:  # the encoder on the warped images
+        passes(enc, True, True, False)
+    if model.cfg.y_mixup > 0:  # the encoder on the mixed images
         passes(enc, True, True, False)
     mats = [(torch.randn(m, k, device=device), torch.randn(k, n, device=device)) for m, k, n in ops]
     out = [torch.empty(m, n, device=device) for m, _, n in ops]

@@ -259,3 +259,37 @@ def test_confident_images_are_ranked_per_cluster_and_flagged(tmp_path, monkeypat
     assert seen["row_flags"] == [False, True] and "rule 1, majority 0" in seen["titles"][1]
     png = Image.open(tmp_path / "clusters_confident.png")
     assert png.size[0] > png.size[1] > 0  # two rows of three, wider than tall
+
+
+def test_mixup_term_is_the_kl_from_mixed_predictions_to_the_prediction_of_the_mixed_image():
+    d = tiny_config().to_dict()
+    d["model"].update(class_input="y", classes=4, y_mixup=2.0)
+    torch.manual_seed(0)
+    m = build_model(resolve(d), (1, 8, 8))
+    with torch.no_grad():  # a freshly built head is near uniform: make its q(y|x) tell images apart
+        m.encoder[-1].weight[m.z_out:] *= 30
+    x = torch.rand(10, 1, 8, 8)
+    codes = m.encode(x)
+    torch.manual_seed(7)
+    loss = m.consistency_loss(x, codes)
+    torch.manual_seed(7)
+    perm = torch.randperm(10)
+    lam = torch.rand(10, 1)
+    mixed = lam.view(-1, 1, 1, 1) * x + (1 - lam.view(-1, 1, 1, 1)) * x[perm]
+    q = torch.softmax(m.encode(mixed)["y_logits"], 1)
+    p = lam * codes["y"] + (1 - lam) * codes["y"][perm]
+    expected = 2.0 * float((p * (p.log() - q.log())).sum(1).mean().detach())
+    assert loss.item() == pytest.approx(expected, rel=1e-4) and loss.item() > 0
+    # q(y|x) of the unmixed images is the fixed target: the gradient reaches the encoder only
+    # through the mixed images' pass
+    logits = codes["y_logits"]
+    logits.retain_grad()
+    m.consistency_loss(x, codes).backward()
+    assert logits.grad is None or float(logits.grad.abs().sum()) == 0.0
+    assert m.encoder[0].weight.grad.abs().sum() > 0
+    # a batch of one image repeated mixes to itself: nothing to match
+    same = x[:1].repeat(10, 1, 1, 1)
+    assert m.consistency_loss(same, m.encode(same)).item() == pytest.approx(0.0, abs=1e-6)
+    d["model"].update(class_input="none", y_mixup=1.0)
+    with pytest.raises(Exception, match="model.y_mixup"):
+        resolve(d)

@@ -70,6 +70,7 @@ class ModelConfig:
     # y_balance it is part of the encoder's adversarial loss, so train.schedule = "joint" scales
     # it by train.adv_weight too
     y_consistency: float = 0.0
+    y_mixup: float = 0.0  # KL(mix of q(y|x_i), q(y|x_j) || q(y|mix of x_i, x_j)), as in ICT
     warp_shift: float = 2.0  # y_consistency: largest shift of T, in pixels
     warp_degrees: float = 15.0  # y_consistency: largest rotation of T, in degrees
     warp_scale: float = 0.1  # y_consistency: largest relative change of scale of T
@@ -315,6 +316,9 @@ def _validate(cfg: Config) -> None:
     need(m.head_init > 0, "model.head_init", "a number > 0", m.head_init)
     need(m.y_balance >= 0, "model.y_balance", "a number >= 0", m.y_balance)
     need(m.y_consistency >= 0, "model.y_consistency", "a number >= 0", m.y_consistency)
+    need(m.y_mixup >= 0, "model.y_mixup", "a number >= 0", m.y_mixup)
+    need(m.y_mixup == 0 or m.class_input in ("y", "heads"), "model.y_mixup",
+         "0 unless model.class_input is y or heads (it acts on q(y|x))", m.y_mixup)
     need(m.y_consistency == 0 or m.class_input in ("y", "heads"), "model.y_consistency",
          "0 unless model.class_input is y or heads (it acts on q(y|x))", m.y_consistency)
     need(m.warp_shift >= 0, "model.warp_shift", "a number of pixels >= 0", m.warp_shift)

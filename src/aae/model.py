@@ -339,13 +339,23 @@ class AAE(nn.Module):
         and q(y|x) (from ``codes``, the encoder's output on ``x_in``) held fixed: the cluster of
         an image should not change when it is shifted or turned a little. Zero without the term."""
         c = self.cfg
-        if c.y_consistency <= 0:
-            return codes["z"].new_zeros(())
+        loss = codes["z"].new_zeros(())
+        if c.y_consistency <= 0 and c.y_mixup <= 0:
+            return loss
         x_in = x_in.reshape(-1, *self.image_shape)
-        warped = self.encode(random_warp(x_in, c.warp_shift, c.warp_degrees, c.warp_scale))
         target = codes["y"].detach()
-        kl = F.kl_div(torch.log_softmax(warped["y_logits"], -1), target, reduction="batchmean")
-        return c.y_consistency * kl
+        if c.y_consistency > 0:
+            warped = self.encode(random_warp(x_in, c.warp_shift, c.warp_degrees, c.warp_scale))
+            loss = loss + c.y_consistency * F.kl_div(torch.log_softmax(warped["y_logits"], -1),
+                                                     target, reduction="batchmean")
+        if c.y_mixup > 0:  # interpolation consistency (ICT, Verma et al. 2019)
+            perm = torch.randperm(len(x_in), device=x_in.device)
+            lam = torch.rand(len(x_in), 1, device=x_in.device)
+            mixed = self.encode(lam.view(-1, 1, 1, 1) * x_in + (1 - lam.view(-1, 1, 1, 1)) * x_in[perm])
+            loss = loss + c.y_mixup * F.kl_div(torch.log_softmax(mixed["y_logits"], -1),
+                                               lam * target + (1 - lam) * target[perm],
+                                               reduction="batchmean")
+        return loss
 
     def discriminator_parameters(self) -> list[nn.Parameter]:
         return [p for r in self.regularizers for p in r.discriminator.parameters()]
