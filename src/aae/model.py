@@ -335,9 +335,14 @@ class AAE(nn.Module):
         return F.relu(self.cfg.head_eta - d).sum()
 
     def consistency_loss(self, x_in: torch.Tensor, codes: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``model.y_consistency`` x KL(q(y|x) || q(y|T(x))), T a random warp (:func:`random_warp`)
-        and q(y|x) (from ``codes``, the encoder's output on ``x_in``) held fixed: the cluster of
-        an image should not change when it is shifted or turned a little. Zero without the term."""
+        """The encoder's consistency terms on q(y|x), with q(y|x) (from ``codes``, the encoder's
+        output on ``x_in``) held fixed as the target. ``model.y_consistency`` x KL(q(y|x) ||
+        q(y|T(x))), T a random warp (:func:`random_warp`): the cluster of an image should not
+        change when it is shifted or turned a little. ``model.y_mixup`` x KL(lam q(y|x_i) +
+        (1 - lam) q(y|x_j) || q(y|lam x_i + (1 - lam) x_j)), random pairs of the batch, lam
+        uniform in [0, 1]: predictions should change gradually between images, so that no image
+        far from the rest is more confident than a cluster's typical members (docs/clustering.md).
+        Zero without either term."""
         c = self.cfg
         loss = codes["z"].new_zeros(())
         if c.y_consistency <= 0 and c.y_mixup <= 0:
