@@ -200,6 +200,21 @@ def test_random_warp_is_the_identity_at_zero_and_moves_images_by_at_most_its_shi
     assert not torch.allclose(turned, x, atol=1e-2) and torch.allclose(com(turned), com(x), atol=1e-3)
 
 
+def _kl(p: torch.Tensor, q: torch.Tensor) -> float:
+    """Mean over rows of KL(p || q), computed by hand."""
+    return float((p * (p.log() - q.log())).sum(1).mean().detach())
+
+
+def _assert_gradient_skips_the_target(m, x, codes):
+    """q(y|x) of ``codes`` is a fixed target: the term's gradient reaches the encoder only
+    through its other pass."""
+    logits = codes["y_logits"]
+    logits.retain_grad()
+    m.consistency_loss(x, codes).backward()
+    assert logits.grad is None or float(logits.grad.abs().sum()) == 0.0
+    assert m.encoder[0].weight.grad.abs().sum() > 0
+
+
 def test_consistency_term_is_the_kl_to_the_warped_image_and_trains_only_the_warped_branch():
     from aae.model import random_warp
 
@@ -214,15 +229,8 @@ def test_consistency_term_is_the_kl_to_the_warped_image_and_trains_only_the_warp
     torch.manual_seed(5)
     c = m.cfg
     q = torch.softmax(m.encode(random_warp(x, c.warp_shift, c.warp_degrees, c.warp_scale))["y_logits"], 1)
-    p = codes["y"]
-    expected = 3.0 * float((p * (p.log() - q.log())).sum(1).mean().detach())
-    assert loss.item() == pytest.approx(expected, rel=1e-4) and loss.item() > 0
-    # q(y|x) is the fixed target: only the warped image's pass carries a gradient
-    logits = codes["y_logits"]
-    logits.retain_grad()
-    m.consistency_loss(x, codes).backward()
-    assert logits.grad is None or float(logits.grad.abs().sum()) == 0.0
-    assert m.encoder[0].weight.grad.abs().sum() > 0
+    assert loss.item() == pytest.approx(3.0 * _kl(codes["y"], q), rel=1e-4) and loss.item() > 0
+    _assert_gradient_skips_the_target(m, x, codes)  # only the warped image's pass
     # an encoder whose y ignores the image scores zero; the term is off by default
     with torch.no_grad():
         m.encoder[-1].weight[m.z_out:] = 0
@@ -278,15 +286,8 @@ def test_mixup_term_is_the_kl_from_mixed_predictions_to_the_prediction_of_the_mi
     mixed = lam.view(-1, 1, 1, 1) * x + (1 - lam.view(-1, 1, 1, 1)) * x[perm]
     q = torch.softmax(m.encode(mixed)["y_logits"], 1)
     p = lam * codes["y"] + (1 - lam) * codes["y"][perm]
-    expected = 2.0 * float((p * (p.log() - q.log())).sum(1).mean().detach())
-    assert loss.item() == pytest.approx(expected, rel=1e-4) and loss.item() > 0
-    # q(y|x) of the unmixed images is the fixed target: the gradient reaches the encoder only
-    # through the mixed images' pass
-    logits = codes["y_logits"]
-    logits.retain_grad()
-    m.consistency_loss(x, codes).backward()
-    assert logits.grad is None or float(logits.grad.abs().sum()) == 0.0
-    assert m.encoder[0].weight.grad.abs().sum() > 0
+    assert loss.item() == pytest.approx(2.0 * _kl(p, q), rel=1e-4) and loss.item() > 0
+    _assert_gradient_skips_the_target(m, x, codes)  # only the mixed images' pass
     # a batch of one image repeated mixes to itself: nothing to match
     same = x[:1].repeat(10, 1, 1, 1)
     assert m.consistency_loss(same, m.encode(same)).item() == pytest.approx(0.0, abs=1e-6)
