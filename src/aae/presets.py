@@ -100,7 +100,8 @@ PRESETS: dict[str, Preset] = {
          "train": {"epochs": epochs, "input_noise": 0.3, "sample_epochs": [0, 1, 10, epochs],
                    "checkpoint_every": 10 if epochs == 20 else 25}},
     ) for k, epochs, mixup, time in (
-        (16, 20, 5.0, "about 21 min on one core beside another run (measured, docs/clustering.md)"),
+        (16, 20, 5.0, "about 12 min on 2 cores, 21 min on one core beside another run (measured, "
+                      "docs/clustering.md)"),
         (30, 60, 0.0, "about 35 min on 2 cores (as 60 epochs of 16 clusters), 61 min on one core "
                       "beside another run (measured, docs/clustering.md)"))},
     **{f"reduce-2d{'' if n == 0 else f'-{n}'}": Preset(
