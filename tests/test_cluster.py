@@ -50,7 +50,6 @@ def test_cluster_to_label_rules_on_a_toy_assignment():
     assert paper_rule_mapping(odds, np.array([0, 1, 1])).tolist()[:2] == [1, 1]
 
 
-
 def test_paper_rule_spread_over_validation_resamples():
     # cluster 0: label 0 everywhere; cluster 1: label 1, but its single most confident example
     # is a 0. The rule names cluster 1 "0" when that example is drawn, "1" when it is left out.
@@ -68,6 +67,7 @@ def test_paper_rule_spread_over_validation_resamples():
     clean = paper_rule_spread(scores[[0, 1, 2, 4, 5, 6]], labels[[0, 1, 2, 4, 5, 6]],
                               test_assigned, test_labels, draws=400, seed=1)
     assert clean["p95"] == 0.0 and clean["same_mapping"] == pytest.approx(1 - 2 / 64, abs=0.03)
+
 
 def _heads_model(k=4, eta=2.0):
     d = tiny_config().to_dict()

@@ -345,7 +345,7 @@ class AAE(nn.Module):
         Zero without either term."""
         c = self.cfg
         loss = codes["z"].new_zeros(())
-        if c.y_consistency <= 0 and c.y_mixup <= 0:
+        if c.y_consistency <= 0 and c.y_mixup <= 0:  # (and a model without a y head has no codes["y"])
             return loss
         x_in = x_in.reshape(-1, *self.image_shape)
         target = codes["y"].detach()
