@@ -17,6 +17,8 @@
 # SIGTERM and saves a checkpoint; its metrics.jsonl holds every finished epoch.
 # QUICK=1: each run trains 1 epoch on 5 000 images (a smoke test of the whole path), no bench;
 # DEVICE=cpu QUICK=1 TINY=1 checks the script itself on a CPU in a few minutes.
+# RUNSET=cluster: the bench at batch 100 only, then, instead of the presets, 16 runs of the
+# 16-cluster preset (seeds 0-3 at interpolation weights 5, 10 and 20; no t-SNE).
 # SKIP_TESTS=1 / SKIP_BENCH=1 leave out parts 1 / 2; ALL_RUNS=1 adds a third swiss-roll run and the
 # 500-epoch seed preset. Measured on an H200: eight runs side by side train at 9 300 to 13 600
 # images/s each, so the semi-supervised presets need about 9.5 minutes for their 100 epochs.
@@ -50,24 +52,27 @@ GRAPH=(--no-cuda-graph)  # CUDA graphs (the default on CUDA) only if their tests
 if [ "${SKIP_TESTS:-0}" = 1 ]; then
     GRAPH=()  # the tests passed in an earlier call on the same kind of machine
 elif [ "$DEVICE" = cuda ]; then
-    timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -12
-    timeout 60 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py -k "graph" >/dev/null 2>&1 \
-        && GRAPH=()
+    set -o pipefail
+    timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -12 && GRAPH=()
+    set +o pipefail
 fi
-echo "long runs with: ${GRAPH[*]:-CUDA graphs}"
+echo "long runs with: ${GRAPH[*]:-CUDA graphs} (graphs only if every CUDA test passed)"
 
 # 2. the bench, alone on the GPU
 if [ "$DEVICE" = cuda ] && [ "$QUICK" = 0 ] && [ "${SKIP_BENCH:-0}" = 0 ]; then
     since "bench"
-    timeout 100 $PY bench/throughput.py --device cuda --batch-sizes 100 --seconds 1 \
+    timeout 120 $PY bench/throughput.py --device cuda --batch-sizes 100 --seconds 1 \
         --variants unsupervised unsupervised-cudagraph unsupervised-bf16 unsupervised-bf16-cudagraph \
-        semi-supervised-cudagraph --json "$OUT/bench100.json" 2>&1 | grep -v -i warn | tail -9
+        semi-supervised-cudagraph clustering-cudagraph --json "$OUT/bench100.json" 2>&1 \
+        | grep -v -i warn | tail -10
+    [ "${RUNSET:-presets}" = cluster ] || {
     timeout 40 $PY bench/throughput.py --device cuda --batch-sizes 1024 --seconds 1 \
         --variants unsupervised unsupervised-cudagraph \
         --json "$OUT/bench1024.json" 2>&1 | grep -v -i warn | tail -5
     timeout 70 $PY bench/throughput.py --device cuda --batch-sizes 100 --seconds 1 \
         --variants unsupervised-compiled --json "$OUT/bench_compiled.json" 2>&1 \
         | grep -v -i warn | tail -3
+    }
 fi
 
 # 3. the full-length presets, side by side on the one GPU
@@ -88,6 +93,15 @@ train() {  # name, then aae train arguments
 }
 PIDS=()
 running() { for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
+if [ "${RUNSET:-presets}" = cluster ]; then
+    # seeds of the 16-cluster preset at three weights of the interpolation term (docs/clustering.md)
+    for w in 5 10 20; do
+        for s in 0 1 2 3; do
+            train "cluster-16-mix$w-s$s" --preset cluster-16 --seed "$s" --set "model.y_mixup=$w" \
+                --set train.tsne_points=0
+        done
+    done
+else
 train semi-1000 --preset semi-1000
 train semi-100 --preset semi-100
 train semi-all --preset semi-all
@@ -101,6 +115,7 @@ if [ "${ALL_RUNS:-0}" = 1 ]; then
     train swiss-100-band --preset fig3-swissroll --epochs 100 --set train.input_noise=0.3 \
         --set prior.roll_noise=0.1 --set "train.sample_epochs=[0,1,10,50,100]"
     train seed --preset seed
+fi
 fi
 while [ "$(date +%s)" -lt "$DEADLINE" ] && running; do
     sleep 5
@@ -135,9 +150,13 @@ pack() {  # archive name, run folders and logs: no checkpoints, TensorBoard or H
     tar czf "$OUT/$name.tgz" --exclude=checkpoints --exclude=best --exclude=tb \
         --exclude=report.html "$@" 2>/dev/null
 }
-pack semi $R/semi-*
-pack cluster $R/cluster-* $R/reduce-2d*
-pack swiss $R/swiss-*
-pack seed $R/seed*
+if [ "${RUNSET:-presets}" = cluster ]; then  # one archive per weight, without sample grids
+    for w in 5 10 20; do pack "mix$w" --exclude=samples $R/cluster-16-mix$w-*; done
+else
+    pack semi $R/semi-*
+    pack cluster $R/cluster-* $R/reduce-2d*
+    pack swiss $R/swiss-*
+    pack seed $R/seed*
+fi
 ls -la "$OUT"
 since "done"
