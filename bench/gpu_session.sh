@@ -18,7 +18,8 @@
 # QUICK=1: each run trains 1 epoch on 5 000 images (a smoke test of the whole path), no bench;
 # DEVICE=cpu QUICK=1 TINY=1 checks the script itself on a CPU in a few minutes.
 # RUNSET=cluster: the bench at batch 100 only, then, instead of the presets, 16 runs of the
-# 16-cluster preset (seeds 0-3 at interpolation weights 5, 10 and 20; no t-SNE).
+# 16-cluster preset (seeds 0-3 at interpolation weights 5, 10 and 20, or the lists in SEEDS and
+# WEIGHTS; no t-SNE).
 # SKIP_TESTS=1 / SKIP_BENCH=1 leave out parts 1 / 2; ALL_RUNS=1 adds a third swiss-roll run and the
 # 500-epoch seed preset. Measured on an H200: eight runs side by side train at 9 300 to 13 600
 # images/s each, so the semi-supervised presets need about 9.5 minutes for their 100 epochs.
@@ -95,8 +96,8 @@ PIDS=()
 running() { for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
 if [ "${RUNSET:-presets}" = cluster ]; then
     # seeds of the 16-cluster preset at three weights of the interpolation term (docs/clustering.md)
-    for w in 5 10 20; do
-        for s in 0 1 2 3; do
+    for w in ${WEIGHTS:-5 10 20}; do
+        for s in ${SEEDS:-0 1 2 3}; do
             train "cluster-16-mix$w-s$s" --preset cluster-16 --seed "$s" --set "model.y_mixup=$w" \
                 --set train.tsne_points=0
         done
@@ -151,7 +152,7 @@ pack() {  # archive name, run folders and logs: no checkpoints, TensorBoard or H
         --exclude=report.html "$@" 2>/dev/null
 }
 if [ "${RUNSET:-presets}" = cluster ]; then  # one archive per weight, without sample grids
-    for w in 5 10 20; do pack "mix$w" --exclude=samples $R/cluster-16-mix$w-*; done
+    for w in ${WEIGHTS:-5 10 20}; do pack "mix$w" --exclude=samples $R/cluster-16-mix$w-*; done
 else
     pack semi $R/semi-*
     pack cluster $R/cluster-* $R/reduce-2d*
