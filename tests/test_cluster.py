@@ -294,3 +294,32 @@ def test_mixup_term_is_the_kl_from_mixed_predictions_to_the_prediction_of_the_mi
     d["model"].update(class_input="none", y_mixup=1.0)
     with pytest.raises(Exception, match="model.y_mixup"):
         resolve(d)
+
+
+def test_vat_term_is_the_kl_to_the_most_sensitive_perturbation():
+    d = tiny_config().to_dict()
+    d["model"].update(class_input="y", classes=4, y_vat=2.0, vat_eps=0.5)
+    torch.manual_seed(0)
+    m = build_model(resolve(d), (1, 8, 8))
+    with torch.no_grad():  # a freshly built head is near uniform: make its q(y|x) tell images apart
+        m.encoder[-1].weight[m.z_out:] *= 30
+    x = torch.rand(10, 1, 8, 8)
+    codes = m.encode(x)
+    torch.manual_seed(3)
+    loss = m.consistency_loss(x, codes)
+    torch.manual_seed(3)
+    r = m.vat_perturbation(x, codes["y"])
+    assert torch.allclose(r.flatten(1).norm(dim=1), torch.full((10,), 0.5))
+    q = torch.softmax(m.encode(x + r)["y_logits"], 1)
+    assert loss.item() == pytest.approx(2.0 * _kl(codes["y"], q), rel=1e-4) and loss.item() > 0
+    # the direction found moves q(y|x) more than any of 20 random directions of the same norm
+    rand = [torch.randn_like(x) for _ in range(20)]
+    rand = [0.5 * v / v.flatten(1).norm(dim=1).view(-1, 1, 1, 1) for v in rand]
+    worst = max(_kl(codes["y"], torch.softmax(m.encode(x + v)["y_logits"], 1)) for v in rand)
+    assert _kl(codes["y"], q) > 2 * worst
+    assert m.encoder[0].weight.grad is None  # finding r leaves the weights' gradients alone
+    _assert_gradient_skips_the_target(m, x, codes)  # only the perturbed images' pass
+    for bad in ({"vat_eps": 0.0}, {"class_input": "none"}, {"y_vat": -1.0}):
+        d["model"].update({"class_input": "y", "y_vat": 1.0, "vat_eps": 1.0, **bad})
+        with pytest.raises(Exception, match="model.y_vat|model.vat_eps"):
+            resolve(d)

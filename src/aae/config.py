@@ -71,6 +71,12 @@ class ModelConfig:
     # it by train.adv_weight too
     y_consistency: float = 0.0
     y_mixup: float = 0.0  # KL(mix of q(y|x_i), q(y|x_j) || q(y|mix of x_i, x_j)), as in ICT
+    # y head: weight of KL(q(y|x) || q(y|x + r)), r the perturbation of L2 norm vat_eps that
+    # changes q(y|x) most (virtual adversarial training, Miyato et al. 2018, as IMSAT uses it for
+    # clustering); two more encoder passes and one backward pass to the input; 0 = off
+    y_vat: float = 0.0
+    vat_eps: float = 1.5  # y_vat: L2 norm of r in pixel units (IMSAT: a quarter of the distance
+    #                       to an image's 10th neighbour, about 1.5 on MNIST)
     warp_shift: float = 2.0  # y_consistency: largest shift of T, in pixels
     warp_degrees: float = 15.0  # y_consistency: largest rotation of T, in degrees
     warp_scale: float = 0.1  # y_consistency: largest relative change of scale of T
@@ -319,6 +325,10 @@ def _validate(cfg: Config) -> None:
     need(m.y_mixup >= 0, "model.y_mixup", "a number >= 0", m.y_mixup)
     need(m.y_mixup == 0 or m.class_input in ("y", "heads"), "model.y_mixup",
          "0 unless model.class_input is y or heads (it acts on q(y|x))", m.y_mixup)
+    need(m.y_vat >= 0, "model.y_vat", "a number >= 0", m.y_vat)
+    need(m.y_vat == 0 or m.class_input in ("y", "heads"), "model.y_vat",
+         "0 unless model.class_input is y or heads (it acts on q(y|x))", m.y_vat)
+    need(m.vat_eps > 0, "model.vat_eps", "a length > 0", m.vat_eps)
     need(m.y_consistency == 0 or m.class_input in ("y", "heads"), "model.y_consistency",
          "0 unless model.class_input is y or heads (it acts on q(y|x))", m.y_consistency)
     need(m.warp_shift >= 0, "model.warp_shift", "a number of pixels >= 0", m.warp_shift)

@@ -342,11 +342,12 @@ class AAE(nn.Module):
         (1 - lam) q(y|x_j) || q(y|lam x_i + (1 - lam) x_j)), random pairs of the batch, lam
         uniform in [0, 1]: predictions should change gradually between images, so that no image
         far from the rest is more confident than a cluster's typical members (docs/clustering.md).
-        Zero without either term."""
+        ``model.y_vat`` x KL(q(y|x) || q(y|x + r)), r of norm ``model.vat_eps`` in the direction
+        that changes q(y|x) most (:meth:`vat_perturbation`). Zero without any of the terms."""
         c = self.cfg
         loss = codes["z"].new_zeros(())
-        if c.y_consistency <= 0 and c.y_mixup <= 0:  # (and a model without a y head has no codes["y"])
-            return loss
+        if c.y_consistency <= 0 and c.y_mixup <= 0 and c.y_vat <= 0:  # (and a model without a y
+            return loss  # head has no codes["y"])
         x_in = x_in.reshape(-1, *self.image_shape)
         target = codes["y"].detach()
         if c.y_consistency > 0:
@@ -360,7 +361,28 @@ class AAE(nn.Module):
             loss = loss + c.y_mixup * F.kl_div(torch.log_softmax(mixed["y_logits"], -1),
                                                lam * target + (1 - lam) * target[perm],
                                                reduction="batchmean")
+        if c.y_vat > 0:
+            adv = self.encode(x_in + self.vat_perturbation(x_in, target))
+            loss = loss + c.y_vat * F.kl_div(torch.log_softmax(adv["y_logits"], -1), target,
+                                             reduction="batchmean")
         return loss
+
+    def vat_perturbation(self, x: torch.Tensor, target: torch.Tensor, xi: float = 0.1) -> torch.Tensor:
+        """Per image, the perturbation of L2 norm ``model.vat_eps`` that most increases
+        KL(target || q(y|x + r)), by one power iteration from a random direction (Miyato et al.
+        2018, algorithm 1): the gradient of that KL at a step of norm ``xi`` along the random
+        direction, normalised. Hand-written (a few lines; none of the libraries used here has
+        it). Only the direction needs the gradient: the encoder's weights get none from this pass, and the
+        result is detached."""
+        def unit(v: torch.Tensor) -> torch.Tensor:
+            return v / v.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (v.dim() - 1))
+
+        d = (xi * unit(torch.randn_like(x))).requires_grad_(True)
+        with torch.enable_grad():
+            kl = F.kl_div(torch.log_softmax(self.encode(x + d)["y_logits"], -1), target.detach(),
+                          reduction="batchmean")
+            (grad,) = torch.autograd.grad(kl, d)
+        return self.cfg.vat_eps * unit(grad.detach())
 
     def discriminator_parameters(self) -> list[nn.Parameter]:
         return [p for r in self.regularizers for p in r.discriminator.parameters()]
