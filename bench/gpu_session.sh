@@ -18,8 +18,9 @@
 # QUICK=1: each run trains 1 epoch on 5 000 images (a smoke test of the whole path), no bench;
 # DEVICE=cpu QUICK=1 TINY=1 checks the script itself on a CPU in a few minutes.
 # RUNSET=cluster: the bench at batch 100 only, then, instead of the presets, 16 runs of the
-# 16-cluster preset (seeds 0-3 at interpolation weights 5, 10 and 20, or the lists in SEEDS and
-# WEIGHTS; no t-SNE).
+# 16-cluster preset (seeds 0-3 at interpolation weights 5, 10 and 20; no t-SNE). SEEDS and WEIGHTS
+# change the lists, KEY the setting (model.y_mixup): KEY=model.y_vat WEIGHTS="0 5" runs
+# cluster-16-y_vat0-s0, ... and packs y_vat0.tgz and y_vat5.tgz.
 # SKIP_TESTS=1 / SKIP_BENCH=1 leave out parts 1 / 2; ALL_RUNS=1 adds a third swiss-roll run and the
 # 500-epoch seed preset. Measured on an H200: eight runs side by side train at 9 300 to 13 600
 # images/s each, so the semi-supervised presets need about 9.5 minutes for their 100 epochs.
@@ -30,6 +31,9 @@ DEADLINE=$((START + ${DEADLINE_S:-540}))
 OUT=${OUT:-/tmp/out}
 DEVICE=${DEVICE:-cuda}
 QUICK=${QUICK:-0}
+KEY=${KEY:-model.y_mixup}  # RUNSET=cluster: the setting that WEIGHTS lists
+TAG=${KEY##*.}
+[ "$KEY" = model.y_mixup ] && TAG=mix  # the names of the first sweep's runs
 TINY=${TINY:-0}
 mkdir -p "$OUT"
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -98,7 +102,7 @@ if [ "${RUNSET:-presets}" = cluster ]; then
     # seeds of the 16-cluster preset at three weights of the interpolation term (docs/clustering.md)
     for w in ${WEIGHTS:-5 10 20}; do
         for s in ${SEEDS:-0 1 2 3}; do
-            train "cluster-16-mix$w-s$s" --preset cluster-16 --seed "$s" --set "model.y_mixup=$w" \
+            train "cluster-16-$TAG$w-s$s" --preset cluster-16 --seed "$s" --set "$KEY=$w" \
                 --set train.tsne_points=0
         done
     done
@@ -152,7 +156,7 @@ pack() {  # archive name, run folders and logs: no checkpoints, TensorBoard or H
         --exclude=report.html "$@" 2>/dev/null
 }
 if [ "${RUNSET:-presets}" = cluster ]; then  # one archive per weight, without sample grids
-    for w in ${WEIGHTS:-5 10 20}; do pack "mix$w" --exclude=samples $R/cluster-16-mix$w-*; done
+    for w in ${WEIGHTS:-5 10 20}; do pack "$TAG$w" --exclude=samples $R/cluster-16-$TAG$w-*; done
 else
     pack semi $R/semi-*
     pack cluster $R/cluster-* $R/reduce-2d*
