@@ -30,7 +30,8 @@ def step_flops(model, classify: bool | None = None, schedule: str = "paper") -> 
     ``schedule = "joint"`` the encoder runs once and each discriminator's forward pass over the
     codes serves both losses: its input-gradient pass replaces the paper's encoder phase. The
     warp-consistency term (``model.y_consistency``) and the interpolation term (``model.y_mixup``)
-    each add an encoder pass with its backward."""
+    each add an encoder pass with its backward; the VAT term (``model.y_vat``) two passes, the first
+    with input gradients only (down to the image), the second with its backward."""
     enc, dec = linear_shapes(model.encoder), linear_shapes(model.decoder)
     discs = [linear_shapes(r.discriminator) for r in model.regularizers]
     recon = (pass_flops(enc, weight_grad=True, input_grad=True)
@@ -47,6 +48,10 @@ def step_flops(model, classify: bool | None = None, schedule: str = "paper") -> 
         gen_phase += pass_flops(enc, weight_grad=True, input_grad=True)
     if model.cfg.y_mixup > 0:  # and on the mixed images
         gen_phase += pass_flops(enc, weight_grad=True, input_grad=True)
+    if model.cfg.y_vat > 0:  # VAT: a forward pass and input gradients down to the image to find
+        # the direction, then forward and backward on the perturbed images
+        gen_phase += (pass_flops(enc, input_grad=True, first_input_grad=True)
+                      + pass_flops(enc, weight_grad=True, input_grad=True))
     if classify is None:  # by default a y head has the classification phase (semi-supervised)
         classify = model.class_input == "y"
     classify = pass_flops(enc, weight_grad=True, input_grad=True) if classify else 0
