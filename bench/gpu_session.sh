@@ -129,9 +129,10 @@ while [ "$(date +%s)" -lt "$DEADLINE" ] && running; do
     fi
 done
 since "deadline; stopping what still runs"
-pkill -TERM -f "aae train" 2>/dev/null
+# only this script's own runs (a pattern would stop any other training on the machine)
+kill -TERM "${PIDS[@]}" 2>/dev/null
 for _ in $(seq 20); do running || break; sleep 1; done
-pkill -KILL -f "aae train" 2>/dev/null
+kill -KILL "${PIDS[@]}" 2>/dev/null
 
 # 4. what each run reached
 $PY - <<'EOF'
