@@ -49,9 +49,10 @@ VARIANTS = {  # name -> config overrides; every training variant that exists
     "supervised": {"model": {"class_input": "label"}},
     "semi-supervised": {"model": {"class_input": "y", "code_dim": 10}},
     # the y head without labels: no classification phase (the cluster-16 preset: its sizes, its
-    # warp-consistency and interpolation terms, two more encoder passes on warped and mixed images)
+    # warp-consistency, interpolation and virtual adversarial terms, four more encoder passes on
+    # warped, mixed and perturbed images, one of them backward to the image only)
     "clustering": {"model": {"class_input": "y", "classes": 16, "code_dim": 5, "y_balance": 5.0,
-                             "y_consistency": 5.0, "y_mixup": 5.0},
+                             "y_consistency": 5.0, "y_mixup": 5.0, "y_vat": 5.0},
                    "data": {"labelled": 0}},
     # the same without the two terms the paper does not have (its clustering recipe)
     "clustering-paper": {"model": {"class_input": "y", "classes": 16, "code_dim": 5},
