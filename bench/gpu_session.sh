@@ -20,7 +20,8 @@
 # RUNSET=cluster: the bench at batch 100 only, then, instead of the presets, 16 runs of the
 # 16-cluster preset (seeds 0-3 at interpolation weights 5, 10 and 20; no t-SNE). SEEDS and WEIGHTS
 # change the lists, KEY the setting (model.y_mixup): KEY=model.y_vat WEIGHTS="0 5" runs
-# cluster-16-y_vat0-s0, ... and packs y_vat0.tgz and y_vat5.tgz.
+# cluster-16-y_vat0-s0, ... and packs y_vat0.tgz and y_vat5.tgz; EXTRA adds --set options to
+# every run (EXTRA="--set model.y_vat=0": the preset as it was before the VAT term joined it).
 # SKIP_TESTS=1 / SKIP_BENCH=1 leave out parts 1 / 2; ALL_RUNS=1 adds a third swiss-roll run and the
 # 500-epoch seed preset. Measured on an H200: eight runs side by side train at 9 300 to 13 600
 # images/s each, so the semi-supervised presets need about 9.5 minutes for their 100 epochs.
@@ -102,7 +103,8 @@ if [ "${RUNSET:-presets}" = cluster ]; then
     # seeds of the 16-cluster preset at three weights of the interpolation term (docs/clustering.md)
     for w in ${WEIGHTS:-5 10 20}; do
         for s in ${SEEDS:-0 1 2 3}; do
-            train "cluster-16-$TAG$w-s$s" --preset cluster-16 --seed "$s" --set "$KEY=$w" \
+            # shellcheck disable=SC2086  # EXTRA: more --set options, split on spaces
+            train "cluster-16-$TAG$w-s$s" --preset cluster-16 --seed "$s" --set "$KEY=$w" ${EXTRA:-} \
                 --set train.tsne_points=0
         done
     done

@@ -101,7 +101,7 @@ PRESETS: dict[str, Preset] = {
          "train": {"epochs": epochs, "input_noise": 0.3, "sample_epochs": [0, 1, 10, epochs],
                    "checkpoint_every": 10 if epochs == 20 else 25}},
     ) for k, epochs, mixup, vat, time in (
-        (16, 20, 5.0, 5.0, "about 18 min on 2 cores, 26 min on one core beside another run "
+        (16, 20, 5.0, 5.0, "about 16 min on 2 cores, 22-26 min on one core beside another run "
                            "(measured, docs/clustering.md)"),
         (30, 60, 0.0, 0.0, "about 35 min on 2 cores (as 60 epochs of 16 clusters), 61 min on one "
                            "core beside another run (measured, docs/clustering.md)"))},
