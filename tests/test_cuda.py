@@ -131,12 +131,13 @@ def test_cuda_graph_run_resumes(tmp_path):
 
 @cuda
 def test_cuda_graph_replays_draw_fresh_noise():
-    """The clustering step (input noise, warp and interpolation terms, all drawn from the default
-    CUDA generator) is captured, not left to the eager fallback, and every replay advances that
-    generator: the warps, pairs and mixing weights are new in each step, not frozen at capture."""
+    """The clustering step (input noise, warp, interpolation and VAT terms, all drawn from the
+    default CUDA generator; VAT with a gradient to the input inside the step) is captured, not
+    left to the eager fallback, and every replay advances that generator: the warps, pairs,
+    mixing weights and VAT's starting directions are new in each step, not frozen at capture."""
     cfg = resolve(tiny_config(cuda_graph=True, device="cuda").to_dict(), None, [],
                   {"model": {"class_input": "y", "classes": 6, "code_dim": 3, "y_balance": 5.0,
-                             "y_consistency": 5.0, "y_mixup": 5.0},
+                             "y_consistency": 5.0, "y_mixup": 5.0, "y_vat": 5.0},
                    "data": {"labelled": 0}})
     torch.manual_seed(0)
     data = toy_data()

@@ -372,8 +372,8 @@ class AAE(nn.Module):
         KL(target || q(y|x + r)), by one power iteration from a random direction (Miyato et al.
         2018, algorithm 1): the gradient of that KL at a step of norm ``xi`` along the random
         direction, normalised. Hand-written (a few lines; none of the libraries used here has
-        it). Only the direction needs the gradient: the encoder's weights get none from this pass, and the
-        result is detached."""
+        it). Only the direction needs the gradient: the encoder's weights get none from this
+        pass, and the result is detached."""
         def unit(v: torch.Tensor) -> torch.Tensor:
             return v / v.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (v.dim() - 1))
 
