@@ -74,7 +74,9 @@ def test_interrupted_processes_resume_to_the_same_metrics(tmp_path):
     full, cut = tmp_path / "full", tmp_path / "cut"
     r = subprocess.run(launch + args + ["--out", str(full)], env=_env(), capture_output=True,
                        text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
+    # the whole of both ranks' output on failure: one CI run saw rank 1 abort ("terminate called
+    # without an active exception") in this uninterrupted run, not reproduced since
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-12000:]
     p = subprocess.Popen(launch + args + ["--out", str(cut)], env=_env(), stderr=subprocess.PIPE,
                          text=True, start_new_session=True)
     t0 = time.time()
