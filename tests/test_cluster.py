@@ -269,15 +269,21 @@ def test_confident_images_are_ranked_per_cluster_and_flagged(tmp_path, monkeypat
     assert png.size[0] > png.size[1] > 0  # two rows of three, wider than tall
 
 
-def test_mixup_term_is_the_kl_from_mixed_predictions_to_the_prediction_of_the_mixed_image():
+def _sharp_cluster_model(**model) -> tuple[dict, object, torch.Tensor, dict]:
+    """(config dict, model, ten 8x8 images, their codes) for a 4-cluster model with ``model``
+    settings whose q(y|x) tells the images apart (a freshly built head is near uniform)."""
     d = tiny_config().to_dict()
-    d["model"].update(class_input="y", classes=4, y_mixup=2.0)
+    d["model"].update(class_input="y", classes=4, **model)
     torch.manual_seed(0)
     m = build_model(resolve(d), (1, 8, 8))
-    with torch.no_grad():  # a freshly built head is near uniform: make its q(y|x) tell images apart
+    with torch.no_grad():
         m.encoder[-1].weight[m.z_out:] *= 30
     x = torch.rand(10, 1, 8, 8)
-    codes = m.encode(x)
+    return d, m, x, m.encode(x)
+
+
+def test_mixup_term_is_the_kl_from_mixed_predictions_to_the_prediction_of_the_mixed_image():
+    d, m, x, codes = _sharp_cluster_model(y_mixup=2.0)
     torch.manual_seed(7)
     loss = m.consistency_loss(x, codes)
     torch.manual_seed(7)
@@ -297,14 +303,7 @@ def test_mixup_term_is_the_kl_from_mixed_predictions_to_the_prediction_of_the_mi
 
 
 def test_vat_term_is_the_kl_to_the_most_sensitive_perturbation():
-    d = tiny_config().to_dict()
-    d["model"].update(class_input="y", classes=4, y_vat=2.0, vat_eps=0.5)
-    torch.manual_seed(0)
-    m = build_model(resolve(d), (1, 8, 8))
-    with torch.no_grad():  # a freshly built head is near uniform: make its q(y|x) tell images apart
-        m.encoder[-1].weight[m.z_out:] *= 30
-    x = torch.rand(10, 1, 8, 8)
-    codes = m.encode(x)
+    d, m, x, codes = _sharp_cluster_model(y_vat=2.0, vat_eps=0.5)
     torch.manual_seed(3)
     loss = m.consistency_loss(x, codes)
     torch.manual_seed(3)
