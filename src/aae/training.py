@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import artifacts, distributed
+from . import artifacts, distributed, optim
 from . import checkpoint as ckpt
 from . import data as data_mod
 from .config import PHASES, Config, OptimConfig, to_toml
@@ -115,10 +115,10 @@ def reject(model: AAE, codes: dict[str, torch.Tensor], quantile: float) -> torch
 
 
 def _step(opt: torch.optim.Optimizer, loss: torch.Tensor, shard: Shard) -> None:
-    opt.zero_grad(set_to_none=True)
+    optim.clear_grads(opt)
     loss.backward()
     shard.average_grads([p for g in opt.param_groups for p in g["params"]])
-    opt.step()
+    optim.step(opt)
 
 
 def train_step(model: AAE, opts: dict[str, torch.optim.Optimizer], x: torch.Tensor,
@@ -333,8 +333,8 @@ def _joint_phases(model: AAE, opts: dict[str, torch.optim.Optimizer], x: torch.T
     disc, ae = opts["disc"], opts["recon"]
     disc_params = [p for g in disc.param_groups for p in g["params"]]
     ae_params = [p for g in ae.param_groups for p in g["params"]]
-    disc.zero_grad(set_to_none=True)
-    ae.zero_grad(set_to_none=True)
+    optim.clear_grads(disc)
+    optim.clear_grads(ae)
     # ``inputs`` restricts each backward pass to its own networks, so autograd computes neither
     # the discriminators' weight gradients for the encoder's loss nor the codes' gradient for the
     # discriminators' loss
@@ -342,8 +342,8 @@ def _joint_phases(model: AAE, opts: dict[str, torch.optim.Optimizer], x: torch.T
     (rec_total + adv_weight * g_loss).backward(inputs=ae_params)
     shard.average_grads(disc_params)
     shard.average_grads(ae_params)
-    disc.step()
-    ae.step()
+    optim.step(disc)
+    optim.step(ae)
     return rec, d_log, g_loss, acc_p, acc_c, codes
 
 
