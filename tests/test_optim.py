@@ -8,10 +8,13 @@ from torch import nn
 
 from aae import optim
 
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                 reason="no CUDA device"))]
 
-def _pair(**adam):
+
+def _pair(device="cpu", **adam):
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3)).to(device)
     twin = copy.deepcopy(net)
     kw = {"lr": 1e-3, "betas": (0.5, 0.999), "weight_decay": 0.01, "fused": True, **adam}
     return net, torch.optim.Adam(net.parameters(), **kw), twin, torch.optim.Adam(twin.parameters(), **kw)
@@ -21,12 +24,13 @@ def _backward(net, x):
     net(x).square().mean().backward()
 
 
-def test_lean_adam_step_is_torchs_step_bit_for_bit():
-    net, opt, twin, lean = _pair()
+@pytest.mark.parametrize("device", DEVICES)
+def test_lean_adam_step_is_torchs_step_bit_for_bit(device):
+    net, opt, twin, lean = _pair(device)
     start = net[0].weight.detach().clone()
     calls = []
     for k in range(8):
-        x = torch.randn(32, 6)
+        x = torch.randn(32, 6, device=device)
         for n, o in ((net, opt), (twin, lean)):
             optim.clear_grads(o)
             _backward(n, x)
