@@ -1,9 +1,10 @@
 """The optimizer step of every training phase, with less Python around torch's fused Adam kernel.
 
-A paper-sized step on 2 CPU cores runs three optimizer steps in 30 to 40 ms. ``Adam.step()``
+A paper-sized step on 2 CPU cores runs three optimizer steps in 30 to 45 ms. ``Adam.step()``
 wraps its one fused kernel call in Python bookkeeping (a profiler record, the state lookup of
 every parameter, grouping the tensors by device and dtype), and ``zero_grad`` in another record:
-together about 0.8 ms per training step, 2% to 3% of it (docs/performance.md). :func:`step` calls
+0.2 to 0.7 ms per training step, about 2% of it (``bench/step_overhead.py``, docs/performance.md).
+Hand-rolled because torch has no leaner public entry to its fused kernel. :func:`step` calls
 the same kernel (``torch._fused_adam_``, what ``Adam(fused=True).step()`` calls) on the
 optimizer's own state tensors, so the update, the state and its ``state_dict`` are bit for bit
 those of ``opt.step()`` (tests/test_optim.py); every other optimizer, and any Adam option this
