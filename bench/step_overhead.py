@@ -53,7 +53,7 @@ def main() -> None:
     if a.tiny:
         over["model"] = {"encoder_hidden": [8, 8], "decoder_hidden": [8, 8], "disc_hidden": [8, 8]}
     cfg = resolve(None, None, [], merge(over, {}))
-    steps, model = {}, None
+    steps, model, classify = {}, None, False
     for kind in a.kinds:
         clear, step = KINDS[kind]
         torch.manual_seed(0)
@@ -65,7 +65,7 @@ def main() -> None:
             return run()
 
         steps[kind] = one
-    fns = [*steps.values(), ceiling(model, a.batch, False)]
+    fns = [*steps.values(), ceiling(model, a.batch, classify)]
     rates = timed(fns, a.batch, a.seconds)
     print(f"# {'tiny' if a.tiny else 'paper'} sizes, batch {a.batch}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}")

@@ -28,11 +28,11 @@ def _lean(opt: torch.optim.Optimizer) -> bool:
     global), no option that changes the kernel call."""
     if type(opt) is not torch.optim.Adam or len(opt.param_groups) != 1:
         return False
-    g, mod = opt.param_groups[0], _HOOKS
+    g = opt.param_groups[0]
     hooks = (getattr(opt, "_optimizer_step_pre_hooks", None),
              getattr(opt, "_optimizer_step_post_hooks", None),
-             getattr(mod, "_global_optimizer_pre_hooks", None),
-             getattr(mod, "_global_optimizer_post_hooks", None))
+             getattr(_HOOKS, "_global_optimizer_pre_hooks", None),
+             getattr(_HOOKS, "_global_optimizer_post_hooks", None))
     kinds = {(p.device, p.dtype) for p in g["params"]}
     return (bool(g.get("fused")) and not any(g.get(k) for k in _LEAN_OFF)
             and isinstance(g["lr"], float) and hasattr(torch, "_fused_adam_")
