@@ -113,7 +113,8 @@ def cases() -> dict[str, dict]:
 
 
 def tensor_hashes(folder: Path) -> dict[str, str]:
-    """SHA-256 (its first 64 bits) of every model and optimizer tensor in the newest checkpoint of ``folder``."""
+    """SHA-256 (its first 64 bits) of every model and optimizer tensor in the newest checkpoint
+    of ``folder``."""
     from safetensors.torch import load_file
 
     newest = max(folder.glob("*.json"), key=lambda p: json.loads(p.read_text())["global_step"])
