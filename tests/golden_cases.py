@@ -27,6 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 GOLDEN = FIXTURES / "golden.json"
+BOUNDARY_RECORD = FIXTURES / "golden_boundary.json"
 OLD_RUN = FIXTURES / "old_run"  # a run written by the code before the redesign, stopped mid-epoch
 
 # every case shrinks the networks and the data (3 steps of 16 images, 8x8) and skips the plots;
@@ -68,6 +69,28 @@ VARIANTS: dict[str, dict] = {
                              "y_consistency": 1.0, "y_balance": 1.0},
                    "data": {"labelled": 0, "validation": N_VAL}},
 }
+
+
+# cases over two epochs (6 steps), with samples, 2-D latent plots and in-loop evaluation at the
+# epoch boundary: what runs between epochs must leave the random streams as it found them
+BOUNDARY: dict[str, dict] = {
+    "semi-universal": {"model": {"class_input": "y", "classes": 3, "code_dim": 3,
+                                 "posterior": "universal", "noise_dim": 2, "eval_draws": 2},
+                       "data": {"labelled": 12, "validation": N_VAL},
+                       "train": {"input_noise": 0.3}},
+    "cluster-universal": {"model": {"class_input": "y", "classes": 4, "code_dim": 2,
+                                    "posterior": "universal", "noise_dim": 2, "y_balance": 1.0},
+                          "data": {"labelled": 0, "validation": N_VAL}},
+    "reduce-gaussian": {"model": {"class_input": "heads", "classes": 4, "code_dim": 2,
+                                  "posterior": "gaussian"},
+                        "data": {"labelled": 12, "validation": N_VAL}},
+    "fig3-universal": {"model": {"label_conditioning": True, "code_dim": 2,
+                                 "posterior": "universal", "noise_dim": 2},
+                       "prior": {"name": "mixture", "components": 3}, "data": {"labelled": 12}},
+    "supervised-groups": {"model": {"class_input": "label", "classes": 3, "disc_groups": 2,
+                                    "disc_aggregate": "dropout"}},
+}
+TWO_EPOCHS = {"train": {"epochs": 2, "sample_epochs": [1, 2], "checkpoint_every": 1}}
 
 
 def toy_split(validation: bool):
@@ -134,9 +157,15 @@ def run_case(overrides: dict, out: Path) -> dict[str, str]:
     return tensor_hashes(out / "checkpoints")
 
 
-def run_all(names: list[str] | None = None) -> dict[str, dict[str, str]]:
+def boundary_cases() -> dict[str, dict]:
+    from aae.config import merge
+
+    return {name: merge(_fit_slice(v), TWO_EPOCHS) for name, v in BOUNDARY.items()}
+
+
+def run_all(names: list[str] | None = None, todo: dict | None = None) -> dict[str, dict[str, str]]:
     torch.set_num_threads(1)
-    todo = cases()
+    todo = todo or cases()
     result = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, over in todo.items():
@@ -169,6 +198,13 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     if args[:1] == ["--resume-old"]:
         print(json.dumps(resume_old_run()))
+    elif args[:1] == ["--boundary"]:
+        print(json.dumps(run_all(todo=boundary_cases())))
+    elif args[:1] == ["--record-boundary"]:
+        got = run_all(todo=boundary_cases())
+        BOUNDARY_RECORD.write_text(json.dumps({"torch": torch.__version__, "cases": got},
+                                              indent=1, sort_keys=True) + "\n")
+        print(f"{len(got)} cases recorded in {BOUNDARY_RECORD}")
     elif args[:1] == ["--record"]:
         got = run_all()
         GOLDEN.write_text(json.dumps({"torch": torch.__version__, "cases": got,
