@@ -91,16 +91,23 @@ def tiny_config(**train) -> Config:
 def weights_after_steps(cfg: Config, data: ImageData, step, steps: int = 4) -> dict:
     """The weights of the seed-0 model after ``step(model, optimizers, i, generator)`` for i in
     range(``steps``), with one prior generator (seed 1) throughout."""
+    from aae.optim import build_optimizers
     from aae.runs import build_model
-    from aae.training import build_optimizers
 
     torch.manual_seed(0)
     model = build_model(cfg, data.image_shape)
-    opts = build_optimizers(model, cfg)
+    opts = build_optimizers(model, cfg.optim)
     gen = torch.Generator().manual_seed(1)
     for i in range(steps):
         step(model, opts, i, gen)
     return model.state_dict()
+
+
+def train_step(model, opts, x, prior_gen, labels=None, classify=None, **options):
+    """One :class:`aae.step.Step` with ``options`` (:class:`aae.step.StepOptions` fields)."""
+    from aae.step import Step, StepOptions
+
+    return Step(model, opts, prior_gen, StepOptions(**options))(x, labels, classify)
 
 
 @pytest.fixture

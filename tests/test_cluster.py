@@ -109,7 +109,7 @@ def test_more_clusters_than_classes_trains_and_is_scored(split_data, tmp_path, m
     d["model"].update(class_input=mode, classes=5, y_balance=1.0, y_consistency=1.0)
     d["data"].update(labelled=0)
     t = Trainer(resolve(d), tmp_path / "r", data=split_data, quiet=True)
-    assert t.labelled_idx is None and "classify" in t.opts  # no classification phase runs
+    assert t.labelled is None and "classify" not in t.step.opts  # no classification phase
     t.fit()
     lines = [json.loads(ln) for ln in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     assert all(0 <= ln["cluster_error"] <= 1 and "cluster_error_majority" in ln for ln in lines)
@@ -145,7 +145,7 @@ def test_evaluate_cluster_on_a_saved_run(tmp_path):
 
 
 def test_balance_term_is_zero_when_balanced_and_revives_an_empty_cluster():
-    from aae.model import balance_kl
+    from aae.regularizers import balance_kl
 
     k = 4
     assert float(balance_kl(torch.eye(k).repeat(3, 1))) == pytest.approx(0.0, abs=1e-6)
@@ -258,7 +258,7 @@ def test_confident_images_are_ranked_per_cluster_and_flagged(tmp_path, monkeypat
         return real(rows, titles, captions, flags, row_flags, title)
 
     monkeypatch.setattr(plots, "ranked_rows_png", spy)
-    artifacts.write_confident(tmp_path, images, labels, scores, paper=[0, 1], majority=[0, 0], top=3)
+    artifacts.write_confident(tmp_path, images, labels, scores, ([0, 1], [0, 0]), top=3)
     # cluster 0 ranks images 0, 1, 2; cluster 1 ranks 2, 3, 4
     assert np.array_equal(seen["rows"][0], images[[0, 1, 2]].numpy())
     assert np.array_equal(seen["rows"][1], images[[2, 3, 4]].numpy())

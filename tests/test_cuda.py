@@ -10,8 +10,10 @@ import torch
 
 from aae.config import resolve
 from aae.errors import AAEError
+from aae.optim import build_optimizers
 from aae.runs import build_model
-from aae.training import StepRunner, Trainer, build_optimizers
+from aae.step import Runner, Step, StepOptions
+from aae.training import Trainer
 
 from conftest import tiny_config, toy_data, weights_after_steps
 
@@ -29,7 +31,7 @@ def test_cuda_graph_is_ignored_on_cpu(tmp_path):
     """The default (cuda_graph = true) means "on CUDA": a CPU run steps eagerly."""
     t = Trainer(tiny_config(cuda_graph=True), tmp_path / "run", data=toy_data(), quiet=True)
     assert not t.runner.cuda_graph
-    assert all(not g.get("capturable", False) for o in t.opts.values() for g in o.param_groups)
+    assert all(not g.get("capturable", False) for o in t.step.opts.values() for g in o.param_groups)
 
 
 def test_bad_precision_is_one_line_error():
@@ -39,13 +41,11 @@ def test_bad_precision_is_one_line_error():
 
 def test_runner_eager_is_train_step(tiny_data):
     """On the CPU the runner is the plain step: the same weights as indexing by hand."""
-    from aae.training import train_step
-
     x = tiny_data.train_x
     by_hand = weights_after_steps(tiny_config(), tiny_data, lambda m, o, i, g:
-                                  train_step(m, o, x[16 * i:16 * (i + 1)], g))
-    by_runner = weights_after_steps(tiny_config(), tiny_data, lambda m, o, i, g: StepRunner(
-        m, o, x, None, g)(torch.arange(16 * i, 16 * (i + 1))))
+                                  Step(m, o, g)(x[16 * i:16 * (i + 1)]))
+    by_runner = weights_after_steps(tiny_config(), tiny_data, lambda m, o, i, g: Runner(
+        Step(m, o, g), x, None)(torch.arange(16 * i, 16 * (i + 1))))
     assert all(torch.equal(by_hand[k], by_runner[k]) for k in by_hand)
 
 
@@ -56,12 +56,12 @@ def test_bf16_phases_see_the_updated_weights(tiny_data):
                                                   "optim.gen.lr=1e-30", "optim.gen.momentum=0"])
     torch.manual_seed(0)
     model = build_model(cfg, tiny_data.image_shape)
-    opts = build_optimizers(model, cfg)
+    opts = build_optimizers(model, cfg.optim)
     x = tiny_data.train_x[:16]
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         before = model.encode(x)["z"].float()
-    runner = StepRunner(model, opts, tiny_data.train_x, None, torch.Generator().manual_seed(1),
-                        precision="bf16")
+    runner = Runner(Step(model, opts, torch.Generator().manual_seed(1)), tiny_data.train_x, None,
+                    precision="bf16")
     _, z = runner(torch.arange(16))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         after = model.encode(x)["z"].float()
@@ -72,17 +72,16 @@ def test_bf16_phases_see_the_updated_weights(tiny_data):
 def _cuda_steps(cfg, data, steps: int, **runner) -> tuple[dict, list[float]]:
     torch.manual_seed(0)
     model = build_model(cfg, data.image_shape).cuda()
-    opts = build_optimizers(model, cfg)
+    opts = build_optimizers(model, cfg.optim, capturable=cfg.train.cuda_graph)
     gen = torch.Generator(device="cuda").manual_seed(1)
     x = data.train_x.cuda()
     y = data.train_y.cuda()
-    labels = y if model.class_input is not None or model.regularizers[0].num_labels else None
-    r = StepRunner(model, opts, x, labels, gen, schedule=cfg.train.schedule,
-                   adv_weight=cfg.train.adv_weight, **runner)
+    labels = y if model.caps.needs_labels else None
+    r = Runner(Step(model, opts, gen, StepOptions.of(cfg.train)), x, labels, **runner)
     rec = []
     for i in range(steps):
         idx = torch.arange(16 * (i % 10), 16 * (i % 10 + 1), device="cuda")
-        j = idx.flip(0) if model.class_input == "y" else None
+        j = idx.flip(0) if model.caps.classify else None
         scalars, _ = r(idx, j)
         rec.append(float(scalars[0]))
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}, rec
@@ -142,9 +141,10 @@ def test_cuda_graph_replays_draw_fresh_noise():
     torch.manual_seed(0)
     data = toy_data()
     model = build_model(cfg, data.image_shape).cuda()
-    r = StepRunner(model, build_optimizers(model, cfg), data.train_x.cuda(), None,
-                   torch.Generator(device="cuda").manual_seed(1), cuda_graph=True,
-                   input_noise=0.3)
+    opts = build_optimizers(model, cfg.optim, capturable=True)
+    step = Step(model, opts, torch.Generator(device="cuda").manual_seed(1),
+                StepOptions(input_noise=0.3))
+    r = Runner(step, data.train_x.cuda(), None, cuda_graph=True)
     rec, states = [], []
     for i in range(20):
         states.append(torch.cuda.get_rng_state())

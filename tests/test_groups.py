@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from aae.config import resolve
 from aae.groups import StackedMLP, aggregate, group_means, to_groups
 from aae.runs import build_model
-from aae.training import Trainer, train_step
+from aae.training import Trainer
 
-from conftest import assert_train_refuses, tiny_config, weights_after_steps
+from conftest import assert_train_refuses, tiny_config, train_step, weights_after_steps
 
 
 def _plain_step(model, opts, x, prior_gen):
@@ -137,8 +137,8 @@ def test_shard_split_routes_each_shard_to_its_discriminator(tiny_data, tmp_path)
     cfg["model"].update(disc_groups=4, group_split="shard")
     t = Trainer(resolve(cfg), tmp_path / "r", data=tiny_data, quiet=True)
     seen = [set() for _ in range(4)]
-    for _ in range(3):  # three epochs: the shard of an example never changes
-        order, steps = t._order(len(tiny_data.train_x), 16)
+    for epoch in range(1, 4):  # three epochs: the shard of an example never changes
+        order, steps = t._begin_epoch(epoch)
         assert steps == 240 // 4 // 4
         for i in range(steps):
             g, _ = to_groups(order[16 * i:16 * (i + 1)], 4)
@@ -193,13 +193,13 @@ def test_total_budget_keeps_parameters_of_one_discriminator():
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--disc-groups", "17"], "model.disc_groups"),
-    (["--disc-aggregate", "mode"], "model.disc_aggregate"),
+    (["--set", "model.disc_groups=17"], "model.disc_groups"),
+    (["--set", "model.disc_aggregate=mode"], "model.disc_aggregate"),
     (["--set", "model.disc_trim=0.5"], "model.disc_trim"),
     (["--set", "model.disc_trim=-0.1"], "model.disc_trim"),
-    (["--disc-groups", "3", "--group-split", "shard"], "model.group_split"),
-    (["--reject-quantile", "1.5"], "model.reject_quantile"),
-    (["--reject-quantile", "0.1", "--prior", "swiss_roll", "--set", "model.code_dim=2"],
+    (["--set", "model.disc_groups=3", "--set", "model.group_split=shard"], "model.group_split"),
+    (["--set", "model.reject_quantile=1.5"], "model.reject_quantile"),
+    (["--set", "model.reject_quantile=0.1", "--prior", "swiss_roll", "--set", "model.code_dim=2"],
      "model.reject_quantile"),
 ])
 def test_bad_group_options_are_one_line_errors(tmp_path, args, needle):

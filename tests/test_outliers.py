@@ -1,19 +1,32 @@
-"""Outlier scoring (aae score), the contamination experiment's bookkeeping, and its metrics."""
+"""Outlier scoring (aae score), the contamination experiment's bookkeeping
+(experiments/outliers/grid.py), and its metrics."""
 
 import csv
+import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from aae.metrics import kid, prdc
-from aae.outliers import GRIDS, cell_id, cells, contaminate
 from aae.training import Trainer
 
 from conftest import make_images, tiny_config, toy_data, write_idx_set
+
+GRID_SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "outliers" / "grid.py"
+_spec = importlib.util.spec_from_file_location("outlier_grid", GRID_SCRIPT)
+grid = importlib.util.module_from_spec(_spec)
+sys.modules["outlier_grid"] = grid  # its dataclasses look their module up
+_spec.loader.exec_module(grid)
+
+
+def _grid(*args, **kw):
+    return subprocess.run([sys.executable, str(GRID_SCRIPT), *args], capture_output=True,
+                          text=True, timeout=300, **kw)
 
 
 def _aae(*args, **kw):
@@ -87,23 +100,23 @@ def test_experiment_resumes_without_redoing_cells(tmp_path):
     import os
 
     env = {**os.environ, **env}
-    args = ["experiment", "outliers", "--grid", "test", "--out", str(out), "--data-dir", str(data)]
-    r = _aae(*args, "--max-cells", "3", env=env)
+    args = ["--grid", "test", "--out", str(out), "--data-dir", str(data)]
+    r = _grid(*args, "--max-cells", "3", env=env)
     assert r.returncode == 0, r.stderr
     first = (out / "results.jsonl").read_text().splitlines()
     assert len(first) == 3
     # a crash while appending leaves a cut line: that cell runs again, nothing else does
     with open(out / "results.jsonl", "a") as f:
         f.write('{"id": "s0-noise-eps20')
-    r = _aae(*args, env=env)
+    r = _grid(*args, env=env)
     assert r.returncode == 0, r.stderr
     lines = (out / "results.jsonl").read_text().splitlines()
     assert lines[:3] == first  # finished cells untouched, not recomputed
     rows = [json.loads(ln) for ln in lines if ln.endswith("}")]
     ids = [r["id"] for r in rows]
-    expected = [cell_id(*c) for c in cells(GRIDS["test"])]
+    expected = [grid.cell_id(*c) for c in grid.cells(grid.GRIDS["test"])]
     assert sorted(ids) == sorted(expected) and len(set(ids)) == len(ids)
-    assert f"{len(expected)} cells done, 0 to run" in _aae(*args, env=env).stderr
+    assert f"{len(expected)} cells done, 0 to run" in _grid(*args, env=env).stderr
     summary = (out / "summary.md").read_text()
     assert "N4-median" in summary and "AUROC recon. error" in summary
     assert (out / "metrics_noise.png").stat().st_size > 0
@@ -111,24 +124,21 @@ def test_experiment_resumes_without_redoing_cells(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "results.jsonl").write_text("\n".join(lines[:2]) + "\n")
-    r = _aae("experiment", "outliers", "--grid", "test", "--out", str(out), "--include",
-             str(other), env=env)
+    r = _grid("--grid", "test", "--out", str(out), "--include", str(other), env=env)
     assert r.returncode == 0 and f"{len(expected)} cells" in r.stdout
     assert f"{len(expected)} cells" in (out / "summary.md").read_text()
-    r = _aae("experiment", "outliers", "--grid", "test", "--out", str(out), "--include",
-             str(tmp_path / "nowhere"), env=env)
+    r = _grid("--grid", "test", "--out", str(out), "--include", str(tmp_path / "nowhere"),
+              env=env)
     assert r.returncode == 2 and "option --include" in r.stderr
     auc = [r["metrics"]["auroc"] for r in rows if r["eps"] > 0]
     assert auc and all(0 <= v <= 1 for a in auc for v in a.values())
 
 
 def test_contamination_is_paired_and_nested(tmp_path):
-    from aae.outliers import Pools
-
-    pools = Pools(("noise", "near"), str(write_idx_set(tmp_path / "mnist", n_train=400)))
-    x5, o5 = contaminate(pools, "near", 0.05, 100, seed=0)
-    x20, o20 = contaminate(pools, "near", 0.2, 100, seed=0)
-    x20b, _ = contaminate(pools, "near", 0.2, 100, seed=0)
+    pools = grid.Pools(("noise", "near"), str(write_idx_set(tmp_path / "mnist", n_train=400)))
+    x5, o5 = grid.contaminate(pools, "near", 0.05, 100, seed=0)
+    x20, o20 = grid.contaminate(pools, "near", 0.2, 100, seed=0)
+    x20b, _ = grid.contaminate(pools, "near", 0.2, 100, seed=0)
     assert o5.sum() == 5 and o20.sum() == 20 and torch.equal(x20, x20b)
     assert (o20 | ~o5).all()  # the 5% outliers are among the 20% ones
     assert torch.equal(x5[~o20], x20[~o20])  # the same inliers

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from aae.config import PriorConfig, resolve
+from aae.data import balanced_subset
 from aae.errors import AAEError
 from aae.priors import Categorical, GaussianMixture2D, SwissRoll2D, Uniform, build_prior
 from aae.runs import build_model
-from aae.training import Trainer, balanced_subset
+from aae.training import Trainer
 
 from conftest import tiny_config
 
@@ -131,7 +132,7 @@ def test_label_conditioned_training(tiny_data, tmp_path):
         "prior.name=mixture", "prior.components=3", "model.label_conditioning=true",
         "data.labelled=30"])
     t = Trainer(cfg, tmp_path / "run", data=tiny_data, quiet=True)
-    assert int((t.train_labels >= 0).sum()) == 30
+    assert int((t.t.labels >= 0).sum()) == 30
     assert t.model.regularizers[0].discriminator[0].in_features == 2 + 4  # z + 3 labels + "none"
     t.fit()
     import json
@@ -142,7 +143,7 @@ def test_label_conditioned_training(tiny_data, tmp_path):
         assert (tmp_path / "run" / f).stat().st_size > 1000
     resumed = Trainer(resolve(cfg.to_dict(), None, ["train.epochs=3"]), tmp_path / "run",
                       data=tiny_data, resume=True, quiet=True)
-    assert torch.equal(resumed.train_labels, t.train_labels)
+    assert torch.equal(resumed.t.labels, t.t.labels)
 
 
 def test_conditioning_needs_components_and_labels(tiny_data, tmp_path):

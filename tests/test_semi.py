@@ -11,10 +11,11 @@ import torch
 from aae.config import resolve
 from aae.data import load
 from aae.evaluate import classification_error
+from aae.optim import build_optimizers
 from aae.runs import build_model
-from aae.training import Trainer, build_optimizers, train_step
+from aae.training import Trainer
 
-from conftest import assert_train_refuses, tiny_config, train_toy_cli
+from conftest import assert_train_refuses, tiny_config, train_step, train_toy_cli
 
 
 def semi_config(labelled=30, epochs=4, **train):
@@ -40,7 +41,7 @@ def test_classification_phase_updates_only_the_encoder(tiny_data):
         *(f"optim.{ph}.momentum=0" for ph in ("recon", "disc", "gen"))])
     torch.manual_seed(0)
     model = build_model(cfg, tiny_data.image_shape)
-    opts = build_optimizers(model, cfg)
+    opts = build_optimizers(model, cfg.optim)
     assert {id(p) for g in opts["classify"].param_groups for p in g["params"]} == {
         id(p) for p in model.encoder.parameters()}
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -55,7 +56,7 @@ def test_classification_phase_updates_only_the_encoder(tiny_data):
 
 def test_semi_supervised_training_learns_to_classify(split_data, tmp_path):
     t = Trainer(semi_config(labelled=30, epochs=6), tmp_path / "r", data=split_data, quiet=True)
-    labels = t.train_labels
+    labels = t.t.labels
     assert (labels >= 0).sum() == 30 and torch.bincount(labels[labels >= 0]).tolist() == [10] * 3
     t.fit()
     lines = [json.loads(ln) for ln in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
@@ -66,7 +67,7 @@ def test_semi_supervised_training_learns_to_classify(split_data, tmp_path):
     assert best["val_error"] == min(ln["val_error"] for ln in lines)
     # the same seed picks the same labelled examples
     again = Trainer(semi_config(labelled=30), tmp_path / "r2", data=split_data, quiet=True)
-    assert torch.equal(again.train_labels, labels)
+    assert torch.equal(again.t.labels, labels)
 
 
 def test_classification_error_on_known_answers():

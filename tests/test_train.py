@@ -6,18 +6,18 @@ import torch
 import torch.nn.functional as F
 
 from aae import checkpoint as ckpt
-from aae import training as train_mod
 from aae.errors import AAEError, DivergenceError, Interrupted
 from aae.fileio import read_jsonl
+from aae.optim import build_optimizers
 from aae.runs import load_run
-from aae.training import Trainer, build_optimizers, recon_loss, train_step
+from aae.training import Trainer
 
-from conftest import tiny_config
+from conftest import tiny_config, train_step
 
 
 def _recon(model, x):
     with torch.no_grad():
-        return float(recon_loss(model, model.decode_logits(model.encode(x)), x, "mse"))
+        return float(model.recon_loss(model.decode_logits(model.encode(x)), x, "mse"))
 
 
 def test_training_lowers_reconstruction_loss(tiny_data, tmp_path):
@@ -39,7 +39,7 @@ def test_step_updates_the_right_parameters(tiny_data, tiny_cfg):
     from aae.runs import build_model
 
     model = build_model(tiny_cfg, tiny_data.image_shape)
-    opts = build_optimizers(model, tiny_cfg)
+    opts = build_optimizers(model, tiny_cfg.optim)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     scalars, z = train_step(model, opts, tiny_data.train_x[:16], torch.Generator().manual_seed(0))
     after = model.state_dict()
@@ -59,7 +59,7 @@ def test_generator_phase_leaves_decoder_and_discriminator(tiny_data, tiny_cfg):
                                              "optim.recon.momentum=0", "optim.disc.momentum=0"])
     torch.manual_seed(0)
     model = build_model(cfg, tiny_data.image_shape)
-    opts = build_optimizers(model, cfg)
+    opts = build_optimizers(model, cfg.optim)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     train_step(model, opts, tiny_data.train_x[:16], torch.Generator().manual_seed(0))
     after = model.state_dict()
@@ -108,7 +108,7 @@ def test_interrupt_mid_epoch_then_resume_is_exact(tiny_data, tmp_path, monkeypat
     Trainer(tiny_config(epochs=2), tmp_path / "full", data=tiny_data, quiet=True).fit()
 
     t = Trainer(tiny_config(epochs=2), tmp_path / "cut", data=tiny_data, quiet=True)
-    real_step, calls = train_mod.train_step, []
+    real_step, calls = t.runner.step, []
 
     def step_then_signal(*a, **kw):
         out = real_step(*a, **kw)
@@ -117,10 +117,9 @@ def test_interrupt_mid_epoch_then_resume_is_exact(tiny_data, tmp_path, monkeypat
             t._on_signal(signal.SIGTERM, None)
         return out
 
-    monkeypatch.setattr(train_mod, "train_step", step_then_signal)
+    monkeypatch.setattr(t.runner, "step", step_then_signal)
     with pytest.raises(Interrupted, match="aae train --resume"):
         t.fit()
-    monkeypatch.setattr(train_mod, "train_step", real_step)
     _, meta = ckpt.latest(tmp_path / "cut" / "checkpoints")
     assert (meta["epoch"], meta["step_in_epoch"]) == (1, 5)
     Trainer(tiny_config(epochs=2), tmp_path / "cut", data=tiny_data, resume=True, quiet=True).fit()
@@ -132,14 +131,14 @@ def test_interrupt_mid_epoch_then_resume_is_exact(tiny_data, tmp_path, monkeypat
 
 def test_divergence_names_phase_and_keeps_checkpoint(tiny_data, tmp_path, monkeypatch):
     t = Trainer(tiny_config(epochs=3), tmp_path / "run", data=tiny_data, quiet=True)
-    real, calls = train_mod.recon_loss, []
+    real, calls = t.model.recon_loss, []
 
     def poisoned(*a, **kw):
         calls.append(1)
         out = real(*a, **kw)
         return out * float("nan") if len(calls) >= 20 else out
 
-    monkeypatch.setattr(train_mod, "recon_loss", poisoned)
+    monkeypatch.setattr(t.model, "recon_loss", poisoned)
     with pytest.raises(DivergenceError, match="reconstruction loss .* epoch 2, step 20"):
         t.fit()
     _, meta = ckpt.latest(tmp_path / "run" / "checkpoints")
@@ -168,7 +167,7 @@ def test_damaged_newest_checkpoint_is_skipped(tiny_data, tmp_path):
 
 def test_learning_rate_schedule_is_a_fraction_of_the_run():
     from aae.config import OptimConfig
-    from aae.training import lr_at
+    from aae.optim import lr_at
 
     o = OptimConfig(lr=1e-3, milestones=[0.5, 0.75], gamma=0.1)
     assert [lr_at(o, e, 20) for e in (1, 10, 11, 15, 16, 20)] == pytest.approx(
@@ -195,7 +194,7 @@ def test_joint_step_gradients_are_each_networks_own(tiny_data):
     torch.manual_seed(0)
     model = build_model(cfg, tiny_data.image_shape)
     before = copy.deepcopy(model)
-    opts = build_optimizers(model, cfg)
+    opts = build_optimizers(model, cfg.optim)
     x = tiny_data.train_x[:16]
     train_step(model, opts, x, torch.Generator().manual_seed(3), schedule="joint", adv_weight=0.5)
     reg = before.regularizers[0]
@@ -204,7 +203,7 @@ def test_joint_step_gradients_are_each_networks_own(tiny_data):
     d_real, d_fake = reg(zp), reg(z.detach())
     d_loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
     want_d = torch.autograd.grad(d_loss, list(reg.discriminator.parameters()))
-    rec = recon_loss(before, before.decode_logits({"z": z}), x, "mse")
+    rec = before.recon_loss(before.decode_logits({"z": z}), x, "mse")
     ae = before.autoencoder_parameters()
     want_ae = torch.autograd.grad(rec + 0.5 * F.softplus(-reg(z)).mean(), ae)
     got_d = [p.grad for p in model.regularizers[0].discriminator.parameters()]

@@ -19,6 +19,10 @@ from .metrics import latent_fit
 from .model import AAE
 
 
+def samples_path(run: Path, epoch: int) -> Path:
+    return run / "samples" / f"epoch_{epoch:04d}.png"
+
+
 @torch.no_grad()
 def write_samples(run: Path, model: AAE, noise: torch.Tensor, epoch: int) -> Path:
     """Decode the fixed prior samples; write ``samples/epoch_NNNN.png`` and refresh progress.png."""
@@ -26,7 +30,7 @@ def write_samples(run: Path, model: AAE, noise: torch.Tensor, epoch: int) -> Pat
     model.eval()
     noise = noise.to(next(model.parameters()).device)
     nrow = 10
-    if model.class_input is None:
+    if not model.caps.class_conditional:
         codes = {"z": noise}
     else:  # rows: one z each (the style); columns: the classes (paper figures 7 and 9)
         k = nrow = model.classes
@@ -34,10 +38,10 @@ def write_samples(run: Path, model: AAE, noise: torch.Tensor, epoch: int) -> Pat
         codes = model.prior_codes(z, classes=torch.arange(k, device=z.device).repeat(10))
     images = model.decode(codes).float().cpu().numpy()
     model.train(was)
-    path = run / "samples" / f"epoch_{epoch:04d}.png"
+    path = samples_path(run, epoch)
     png = plots.grid_png(images, nrow=nrow)
     atomic_write_bytes(path, png)
-    if model.class_input is not None:
+    if model.caps.class_conditional:
         atomic_write_bytes(run / "style.png", png)  # the newest style grid
     write_progress(run)
     return path
@@ -114,7 +118,7 @@ def write_latent_2d(run: Path, model: AAE, data: ImageData, codes: torch.Tensor 
     device = next(model.parameters()).device
     labels = None if data.test_y is None else data.test_y.cpu().numpy()
     when = "" if epoch is None else f", epoch {epoch}"
-    if model.class_input == "heads":  # the reduced representation r = W y + z is what we show
+    if model.caps.representation == "r":  # the reduced representation r = W y + z is shown
         r = model.encode_all(data.test_x.to(device))["r"].float().cpu().numpy()
         atomic_write_bytes(run / "latent_scatter.png", plots.scatter_png(
             r, labels, f"test representations W y + z{when}", data.class_names,
@@ -131,7 +135,7 @@ def write_latent_2d(run: Path, model: AAE, data: ImageData, codes: torch.Tensor 
     model.eval()
     grid = grid.to(device)
     # with a class input the manifold is the style space of class 0
-    fixed = None if model.class_input is None else torch.zeros(len(grid), dtype=torch.long,
+    fixed = None if not model.caps.class_conditional else torch.zeros(len(grid), dtype=torch.long,
                                                                 device=device)
     images = model.decode(model.prior_codes(grid, classes=fixed)).float().cpu().numpy()
     model.train(was)
@@ -166,11 +170,13 @@ def write_clusters(run: Path, model: AAE, data: ImageData, members: int = 10, se
 
 
 def write_confident(run: Path, images: torch.Tensor, labels: np.ndarray, scores: np.ndarray,
-                    paper: list[int], majority: list[int], top: int = 10) -> None:
+                    mappings: tuple[list[int], list[int]], top: int = 10) -> None:
     """clusters_confident.png: per cluster, its ``top`` held-out images in order of q(y = k|x)
     (``scores``, e.g. log-odds, (N, K)): the first is the one the paper's rule names the cluster
-    from. Rows whose two names differ are titled in red; images whose label is not the cluster's
-    majority label are framed in red."""
+    from. ``mappings``: each cluster's name by the paper's rule and by majority vote. Rows whose
+    two names differ are titled in red; images whose label is not the cluster's majority label
+    are framed in red."""
+    paper, majority = mappings
     rows, titles, captions, flags, row_flags = [], [], [], [], []
     for k in range(scores.shape[1]):
         order = np.argsort(-scores[:, k], kind="stable")[:top]

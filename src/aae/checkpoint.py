@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
@@ -132,3 +135,102 @@ def prune(folder: Path, keep: set[str]) -> None:
             p.unlink(missing_ok=True)
     for p in folder.glob(".*.tmp"):  # left by a write that was killed half-way
         p.unlink(missing_ok=True)
+
+
+@dataclass
+class RunState:
+    """Where training stands: everything that changes during training besides tensors."""
+
+    epoch: int = 0  # completed epochs
+    step_in_epoch: int = 0  # completed steps of the current epoch (non-zero only if interrupted)
+    global_step: int = 0
+    elapsed: float = 0.0  # training seconds so far (excluding plots)
+    epoch_seconds: float = 0.0  # seconds spent in the current, unfinished epoch
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stem(self) -> str:
+        """The checkpoint file name for this point of training."""
+        mid = f"_step_{self.step_in_epoch:06d}" if self.step_in_epoch else ""
+        return f"epoch_{self.epoch:04d}{mid}"
+
+
+@dataclass
+class Training:
+    """Everything a training checkpoint holds, gathered in one place."""
+
+    cfg: Any  # aae.config.Config
+    model: torch.nn.Module
+    opts: dict[str, torch.optim.Optimizer]
+    streams: Any  # aae.streams.Streams
+    sums: Any  # aae.step.EpochSums
+    sample_noise: torch.Tensor  # the fixed prior draws every sample grid decodes
+    labels: torch.Tensor | None  # the training labels the run uses (-1: none), or None
+    image_shape: tuple[int, ...]
+    state: RunState = field(default_factory=RunState)
+
+
+def _rng_python_numpy() -> dict[str, Any]:
+    st = np.random.get_state()
+    v, s, g = random.getstate()
+    return {"python": [v, list(s), g],
+            "numpy": [st[0], st[1].tolist(), int(st[2]), int(st[3]), float(st[4])]}
+
+
+def _set_rng_python_numpy(d: dict[str, Any]) -> None:
+    v, s, g = d["python"]
+    random.setstate((v, tuple(s), g))
+    n = d["numpy"]
+    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+
+
+class Checkpoints:
+    """The training checkpoints of one run: writes them, keeps every ``every``-th epoch's and the
+    newest, restores one."""
+
+    def __init__(self, folder: Path, every: int):
+        self.folder, self.every = folder, every
+
+    def save(self, t: Training) -> Path:
+        s = t.state
+        tensors = {f"model.{k}": v for k, v in t.model.state_dict().items()}
+        optim_plain = {}
+        for ph, opt in t.opts.items():
+            flat, optim_plain[ph] = flatten_optimizer(opt, f"optim.{ph}")
+            tensors.update(flat)
+        tensors.update(t.streams.tensors())
+        tensors.update(t.sums.tensors())
+        tensors["sample_noise"] = t.sample_noise
+        if t.labels is not None:
+            tensors["labels.train"] = t.labels
+        meta = {"epoch": s.epoch, "step_in_epoch": s.step_in_epoch, "global_step": s.global_step,
+                "elapsed": s.elapsed, "epoch_seconds": s.epoch_seconds, "extra": s.extra,
+                "image_shape": list(t.image_shape), "config": t.cfg.to_dict(),
+                "optim": optim_plain, "rng": _rng_python_numpy(),
+                "torch_version": torch.__version__}
+        path = save(self.folder, s.stem, tensors, meta)
+        keep = {s.stem} | {p.stem for p in self.folder.glob("epoch_*.json")
+                           if p.stem.count("_") == 1 and int(p.stem[6:]) % self.every == 0}
+        prune(self.folder, keep)
+        return path
+
+    def restore(self, t: Training, tensors: dict[str, torch.Tensor], meta: dict[str, Any],
+                main: bool = True) -> None:
+        """Load a checkpoint into ``t`` in place. Under torchrun the checkpoint holds the partial
+        epoch's sums over all ranks: rank 0 (``main``) carries them, the others start at zero."""
+        from .runs import check_images, load_weights
+
+        src = str(self.folder / meta["tensors"])
+        check_images(tuple(meta.get("image_shape", ())), t.image_shape, f"dataset {t.cfg.data.dataset}")
+        load_weights(t.model, tensors, src)
+        for ph, opt in t.opts.items():
+            restore_optimizer(opt, f"optim.{ph}", tensors, meta["optim"][ph])
+        t.streams.load(tensors)
+        t.sample_noise = tensors["sample_noise"]
+        if main:
+            t.sums.load(tensors)
+        if t.labels is not None:
+            t.labels = tensors["labels.train"].to(t.labels.device)
+        _set_rng_python_numpy(meta["rng"])
+        t.state = RunState(meta["epoch"], meta["step_in_epoch"], meta["global_step"],
+                           meta["elapsed"], meta["epoch_seconds"], meta.get("extra", {}))

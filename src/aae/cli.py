@@ -44,15 +44,6 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--posterior", help="q(z|x): deterministic | gaussian | universal")
     t.add_argument("--labelled", type=int, metavar="N",
                    help="label conditioning: keep labels on N class-balanced images (-1: all)")
-    t.add_argument("--disc-groups", type=int, metavar="N",
-                   help="split each batch into N groups, one discriminator each (1: plain AAE)")
-    t.add_argument("--group-split", help="random (fresh groups every step) | shard (fixed shards)")
-    t.add_argument("--disc-aggregate",
-                   help="how the encoder combines the groups' verdicts: mean | softmax | max | "
-                        "median | trimmed | dropout")
-    t.add_argument("--disc-input", help="group (discriminator k sees group k) | full (the batch)")
-    t.add_argument("--reject-quantile", type=float, metavar="Q",
-                   help="likelihood rejection: drop each step's least likely fraction Q of codes")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     t.add_argument("--force", action="store_true", help="replace the run already in --out")
     t.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
@@ -95,17 +86,6 @@ def _parser() -> argparse.ArgumentParser:
                                                      "which images are outliers; adds AUROC")
     sc.add_argument("--out", required=True, metavar="FILE.csv")
 
-    ex = sub.add_parser("experiment", help="resumable experiments (results.jsonl, summary.md)")
-    ex.add_argument("name", choices=["outliers"], help="outliers: the grouped-discriminator "
-                                                       "contamination experiment")
-    ex.add_argument("--grid", default="screen", help="screen | followup | full | test")
-    ex.add_argument("--out", required=True, metavar="DIR")
-    ex.add_argument("--data-dir", metavar="DIR")
-    ex.add_argument("--max-cells", type=int, default=0, metavar="K",
-                    help="stop after K new cells (0: run the whole grid)")
-    ex.add_argument("--include", action="append", default=[], metavar="DIR",
-                    help="also summarize the results of another grid's folder (repeatable)")
-
     rp = sub.add_parser("report", help="(re)write RUN/report.html, a self-contained page")
     rp.add_argument("run", metavar="RUN_DIR")
 
@@ -126,11 +106,6 @@ def _overrides(a: argparse.Namespace) -> dict:
                                ("dataset", "data", "dataset"), ("data_dir", "data", "data_dir"),
                                ("limit", "data", "limit"), ("prior", "prior", "name"),
                                ("posterior", "model", "posterior"), ("labelled", "data", "labelled"),
-                               ("disc_groups", "model", "disc_groups"),
-                               ("group_split", "model", "group_split"),
-                               ("disc_aggregate", "model", "disc_aggregate"),
-                               ("disc_input", "model", "disc_input"),
-                               ("reject_quantile", "model", "reject_quantile"),
                                ("precision", "train", "precision"),
                                ("cuda_graph", "train", "cuda_graph")):
         v = getattr(a, key, None)
@@ -191,13 +166,6 @@ def cmd_presets(a: argparse.Namespace) -> int:  # noqa: ARG001
     print(f"{'preset':<{width}}  {'2 CPU cores':<{twidth}}  description")
     for name, p in PRESETS.items():
         print(f"{name:<{width}}  {p.time_cpu:<{twidth}}  {p.description}")
-    from .outliers import GRIDS
-
-    print("\nexperiments (aae experiment outliers --grid NAME --out DIR; resumable):")
-    for name, g in GRIDS.items():
-        if name != "test":
-            n = len(g.seeds) * len(g.types) * len(g.eps) * len(g.arms)
-            print(f"  {name:<10} {n} cells, {g.time_cpu}: {g.description}")
     return 0
 
 
@@ -213,7 +181,7 @@ def cmd_sample(a: argparse.Namespace) -> int:
     if not a.out.endswith(".png"):
         raise AAEError(f"option --out {a.out}: expected a .png file name")
     _, model, _ = load_run(a.run)
-    prior = model.regularizers[0].prior
+    prior = model.prior
     with torch.no_grad():
         g = torch.Generator().manual_seed(a.seed)
         z = prior.sample(a.n, generator=g)
@@ -272,12 +240,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
     chosen = [m for m in METRICS if getattr(a, m)]
     if a.all:
+        from .model import Capabilities
         from .runs import load_config
 
         rc = load_config(Path(a.run))
-        y_head = rc.model.class_input in ("y", "heads")
-        labelled = y_head and rc.data.labelled != 0  # classification needs training labels
-        chosen = [m for m in METRICS if (m != "classify" or labelled) and (m != "cluster" or y_head)]
+        caps = Capabilities.of(rc.model, rc.data.labelled)
+        chosen = [m for m in METRICS if (m != "classify" or caps.classify)
+                  and (m != "cluster" or caps.y_head)]
     if not chosen:
         raise AAEError("aae evaluate: choose metrics: --parzen, --prior-fit, --quality, "
                        "--classify, --cluster or --all")
@@ -307,8 +276,8 @@ def _outlier_labels(a: argparse.Namespace, n: int, found):
 
 def cmd_score(a: argparse.Namespace) -> int:
     from . import data as data_mod
-    from .outliers import auroc, score_images, write_scores
     from .runs import check_images, load_run
+    from .score import auroc, score_images, write_scores
 
     if not a.out.endswith(".csv"):
         raise AAEError(f"option --out {a.out}: expected a .csv file name")
@@ -338,21 +307,6 @@ def cmd_score(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_experiment(a: argparse.Namespace) -> int:
-    from .outliers import run_grid
-
-    if a.max_cells < 0:
-        raise AAEError(f"option --max-cells: expected an integer >= 0, got {a.max_cells}")
-    for d in a.include:
-        if not (Path(d) / "results.jsonl").is_file():
-            raise AAEError(f"option --include {d}: no results.jsonl there")
-    results = run_grid(a.grid, Path(a.out), a.data_dir, a.max_cells,
-                       include=[Path(d) for d in a.include])
-    print(f"{len(results)} cells in {Path(a.out) / 'results.jsonl'}; tables in "
-          f"{Path(a.out) / 'summary.md'}")
-    return 0
-
-
 def cmd_report(a: argparse.Namespace) -> int:
     from .report import write_report
 
@@ -369,7 +323,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
 COMMANDS = {"train": cmd_train, "demo": cmd_demo, "presets": cmd_presets, "sample": cmd_sample,
             "encode": cmd_encode, "evaluate": cmd_evaluate, "plot": cmd_plot, "score": cmd_score,
-            "experiment": cmd_experiment, "report": cmd_report, "compare": cmd_compare}
+            "report": cmd_report, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

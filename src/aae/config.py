@@ -265,12 +265,21 @@ def _build_optim(d: Any, where: str) -> dict[str, OptimConfig]:
     return out
 
 
-def _validate(cfg: Config) -> None:
-    def need(ok: bool, option: str, expected: str, value: Any) -> None:
-        if not ok:
-            raise AAEError(f"option {option}: expected {expected}, got {value!r}")
+def need(ok: bool, option: str, expected: str, value: Any) -> None:
+    """Raise the one-line error for ``option`` unless ``ok``."""
+    if not ok:
+        raise AAEError(f"option {option}: expected {expected}, got {value!r}")
 
-    t, m, p = cfg.train, cfg.model, cfg.prior
+
+def _validate(cfg: Config) -> None:
+    for check in (_validate_train, _validate_model, _validate_groups, _validate_heads,
+                  _validate_prior, _validate_optim):
+        check(cfg)
+
+
+def _validate_train(cfg: Config) -> None:
+    """The train and data sections."""
+    t = cfg.train
     need(t.epochs >= 0, "train.epochs (--epochs)", "an integer >= 0", t.epochs)
     need(t.batch_size > 0, "train.batch_size", "an integer > 0", t.batch_size)
     need(t.checkpoint_every > 0, "train.checkpoint_every", "an integer > 0", t.checkpoint_every)
@@ -285,6 +294,11 @@ def _validate(cfg: Config) -> None:
          "one of auto, cpu, cuda, cuda:N", dev)
     need(cfg.data.limit >= 0, "data.limit (--limit)", "an integer >= 0", cfg.data.limit)
     need(cfg.data.validation >= 0, "data.validation", "an integer >= 0", cfg.data.validation)
+
+
+def _validate_model(cfg: Config) -> None:
+    """The networks and the posterior."""
+    m = cfg.model
     need(m.code_dim > 0, "model.code_dim", "an integer > 0", m.code_dim)
     for name in ("encoder_hidden", "decoder_hidden", "disc_hidden"):
         sizes = getattr(m, name)
@@ -297,24 +311,11 @@ def _validate(cfg: Config) -> None:
     need(m.eval_draws > 0, "model.eval_draws", "an integer > 0", m.eval_draws)
     need(cfg.data.labelled >= -1, "data.labelled (--labelled)", "an integer >= 0, or -1 for all",
          cfg.data.labelled)
-    need(m.disc_groups >= 1, "model.disc_groups (--disc-groups)", "an integer >= 1", m.disc_groups)
-    need(m.disc_groups <= t.batch_size, "model.disc_groups (--disc-groups)",
-         f"at most train.batch_size = {t.batch_size} groups (each needs an example)", m.disc_groups)
-    need(m.group_split in ("random", "shard"), "model.group_split (--group-split)",
-         "one of random, shard", m.group_split)
-    need(m.group_split == "random" or t.batch_size % m.disc_groups == 0,
-         "model.group_split (--group-split)",
-         f"random, or a train.batch_size divisible by model.disc_groups = {m.disc_groups}",
-         m.group_split)
-    need(m.disc_aggregate in AGGREGATES, "model.disc_aggregate (--disc-aggregate)",
-         f"one of {', '.join(AGGREGATES)}", m.disc_aggregate)
-    need(m.disc_temperature >= 0, "model.disc_temperature", "a number >= 0", m.disc_temperature)
-    need(0 <= m.disc_trim < 0.5, "model.disc_trim", "a fraction in [0, 0.5)", m.disc_trim)
-    need(0 < m.disc_keep <= 1, "model.disc_keep", "a probability in (0, 1]", m.disc_keep)
-    need(m.disc_input in ("group", "full"), "model.disc_input (--disc-input)", "one of group, full",
-         m.disc_input)
-    need(m.disc_budget in ("total", "each"), "model.disc_budget", "one of total, each",
-         m.disc_budget)
+
+
+def _validate_heads(cfg: Config) -> None:
+    """Class inputs, heads and the terms on q(y|x)."""
+    t, m = cfg.train, cfg.model
     need(m.class_input in ("none", "label", "y", "heads"), "model.class_input",
          "one of none, label, y, heads", m.class_input)
     need(m.head_eta > 0, "model.head_eta", "a number > 0", m.head_eta)
@@ -339,14 +340,46 @@ def _validate(cfg: Config) -> None:
     need(t.input_noise >= 0, "train.input_noise", "a number >= 0", t.input_noise)
     need(t.schedule in ("paper", "joint"), "train.schedule", "one of paper, joint", t.schedule)
     need(t.adv_weight > 0, "train.adv_weight", "a number > 0", t.adv_weight)
-    need(0 <= m.reject_quantile < 1, "model.reject_quantile (--reject-quantile)",
+
+
+def _validate_groups(cfg: Config) -> None:
+    """Grouped discriminators and likelihood rejection."""
+    t, m = cfg.train, cfg.model
+    need(m.disc_groups >= 1, "model.disc_groups", "an integer >= 1", m.disc_groups)
+    need(m.disc_groups <= t.batch_size, "model.disc_groups",
+         f"at most train.batch_size = {t.batch_size} groups (each needs an example)", m.disc_groups)
+    need(m.group_split in ("random", "shard"), "model.group_split",
+         "one of random, shard", m.group_split)
+    need(m.group_split == "random" or t.batch_size % m.disc_groups == 0,
+         "model.group_split",
+         f"random, or a train.batch_size divisible by model.disc_groups = {m.disc_groups}",
+         m.group_split)
+    need(m.disc_aggregate in AGGREGATES, "model.disc_aggregate",
+         f"one of {', '.join(AGGREGATES)}", m.disc_aggregate)
+    need(m.disc_temperature >= 0, "model.disc_temperature", "a number >= 0", m.disc_temperature)
+    need(0 <= m.disc_trim < 0.5, "model.disc_trim", "a fraction in [0, 0.5)", m.disc_trim)
+    need(0 < m.disc_keep <= 1, "model.disc_keep", "a probability in (0, 1]", m.disc_keep)
+    need(m.disc_input in ("group", "full"), "model.disc_input", "one of group, full",
+         m.disc_input)
+    need(m.disc_budget in ("total", "each"), "model.disc_budget", "one of total, each",
+         m.disc_budget)
+    need(0 <= m.reject_quantile < 1, "model.reject_quantile",
          "a fraction in [0, 1)", m.reject_quantile)
+
+
+def _validate_prior(cfg: Config) -> None:
+    """The prior, and the reconstruction loss against the output."""
+    t, m, p = cfg.train, cfg.model, cfg.prior
     need(t.recon_loss != "bce" or m.output == "sigmoid", "train.recon_loss",
          "mse when model.output is linear (bce needs outputs in [0, 1])", t.recon_loss)
     for name in ("std", "half_width", "radius", "std_radial", "std_tangential"):
         need(getattr(p, name) > 0, f"prior.{name}", "a number > 0", getattr(p, name))
     need(p.components > 0, "prior.components", "an integer > 0", p.components)
     need(p.roll_noise >= 0, "prior.roll_noise", "a number >= 0", p.roll_noise)
+
+
+def _validate_optim(cfg: Config) -> None:
+    """Every phase's optimizer."""
     for phase, o in cfg.optim.items():
         key = f"optim.{phase}"
         need(o.name in ("adam", "sgd"), f"{key}.name", "one of adam, sgd", o.name)

@@ -482,3 +482,70 @@ def load(dataset: str, data_dir: str | Path | None = None, limit: int = 0,
 def from_config(dc, data_dir: str | Path | None = None) -> ImageData:
     """Load the data a run's ``[data]`` section describes (``data_dir`` overrides its folder)."""
     return load(dc.dataset, data_dir or dc.data_dir or None, dc.limit, dc.download, dc.validation)
+
+
+def balanced_subset(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """Keep the labels of ``n`` examples, as equal a number per class as the data allows, chosen
+    at random by ``seed`` (the run's seed; its ``labelled_subset`` stream); every other label
+    becomes -1."""
+    from .streams import generator
+
+    g = generator(seed, "labelled_subset")
+    yc = y.cpu()
+    classes = torch.unique(yc).tolist()
+    pools = {c: (yc == c).nonzero().flatten() for c in classes}
+    pools = {c: p[torch.randperm(len(p), generator=g)] for c, p in pools.items()}
+    take = {c: 0 for c in classes}
+    left = n
+    while left:  # round-robin over classes that still have examples: balanced, exact count
+        progressed = False
+        for c in classes:
+            if left and take[c] < len(pools[c]):
+                take[c] += 1
+                left -= 1
+                progressed = True
+        if not progressed:
+            break
+    keep = torch.cat([pools[c][:take[c]] for c in classes])
+    out = torch.full_like(yc, -1)
+    out[keep] = yc[keep]
+    return out.to(y.device)
+
+
+def training_labels(cfg, caps, data: ImageData) -> torch.Tensor | None:
+    """The training labels a run of ``cfg`` uses, for a model with capabilities ``caps``: None
+    when it needs none; all of them; or (data.labelled = N) N class-balanced ones chosen by the
+    seed, the rest -1 ("no label"). Checked against what the model needs."""
+    if not caps.needs_labels:
+        return None
+    y, n = data.train_y, cfg.data.labelled
+    if y is None:
+        raise AAEError(f"option model.label_conditioning: dataset {cfg.data.dataset} has no labels")
+    if n > len(y):
+        raise AAEError(f"option data.labelled (--labelled): {n} labelled examples asked for, "
+                       f"but the training set has {len(y)}")
+    labels = y.clone() if n < 0 else balanced_subset(y, n, cfg.train.seed)
+    if caps.label_decoder and n != -1:
+        raise AAEError("option data.labelled (--labelled): the supervised AAE "
+                       "(model.class_input = label) needs every label; use -1")
+    if caps.classes and len(labels) and int(labels.max()) >= caps.classes:
+        raise AAEError(f"option model.classes: {caps.classes} classes, but dataset "
+                       f"{cfg.data.dataset} has labels up to {int(labels.max())}")
+    if caps.classify and not (labels >= 0).any():
+        raise AAEError("option data.labelled (--labelled): no labelled examples for the "
+                       "classification phase")
+    return labels
+
+
+def check_training_data(cfg, data: ImageData, world: int) -> None:
+    """What the data must satisfy for a run of ``cfg`` on ``world`` processes."""
+    n = len(data.train_x)
+    if cfg.train.batch_size > n:
+        raise AAEError(f"option train.batch_size: {cfg.train.batch_size} is larger than the "
+                       f"{n} training images")
+    if cfg.model.disc_groups > 1 and world > 1:
+        raise AAEError("option model.disc_groups: grouped discriminators run in one process; "
+                       "under torchrun use disc_groups = 1")
+    if cfg.train.batch_size % world:
+        raise AAEError(f"option train.batch_size: {cfg.train.batch_size} does not split evenly "
+                       f"over {world} processes")

@@ -20,7 +20,7 @@ import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -171,10 +171,9 @@ def eval_classify(ctx: Context) -> dict[str, Any]:
     from . import checkpoint as ckpt
     from .runs import load_weights
 
-    if ctx.model.class_input not in ("y", "heads"):
-        raise AAEError(f"--classify: run {ctx.run} has no q(y|x) head (model.class_input is "
-                       f"{ctx.cfg.model.class_input!r}, expected 'y')")
-    if ctx.cfg.data.labelled == 0:
+    if not ctx.model.caps.y_head:
+        raise AAEError(f"--classify: run {ctx.run} has no q(y|x) head (see model.class_input: y)")
+    if not ctx.model.caps.classify:
         raise AAEError(f"--classify: run {ctx.run} was trained without labels (data.labelled = 0): "
                        "its y is a cluster, not a class; use --cluster")
     if ctx.data.test_y is None:
@@ -203,37 +202,64 @@ def eval_classify(ctx: Context) -> dict[str, Any]:
     return result
 
 
+class ClusterScores(NamedTuple):
+    """Clustering scores of a y head and what they were computed from."""
+
+    scores: dict[str, Any]  # aae.clustering.cluster_scores, plus where the mapping was chosen
+    map_x: torch.Tensor  # the images the cluster-to-class mapping was chosen on, their labels
+    map_y: torch.Tensor
+    map_scores: np.ndarray  # their log-odds (N, K)
+    test_assigned: np.ndarray  # each test image's cluster
+
+
+def cluster_error(model, data) -> ClusterScores | None:
+    """The clustering error of a model with a y head (paper section 6): the paper's
+    one-example-per-cluster rule and majority vote, mappings chosen on the validation split (or,
+    without one, the last 10 000 training images), errors on the test split; NMI and ARI. None
+    when the data lacks the labels to score with. Used by ``aae evaluate --cluster`` and after
+    every epoch of a clustering run."""
+    from .clustering import cluster_scores, log_odds
+
+    if data.test_y is None:
+        return None
+    map_x, map_y, where = data.val_x, data.val_y, "validation split"
+    if map_x is None or map_y is None:  # no held-out split: choose the mapping on training images
+        if data.train_y is None:
+            return None
+        map_x, map_y, where = data.train_x[-10000:], data.train_y[-10000:], "last training images"
+    # log-odds, not q(y|x): q rounds to 1.0 (clustering.paper_rule_mapping)
+    scores = [log_odds(model.encode_all(x)["y_logits"].float().cpu().numpy())
+              for x in (map_x, data.test_x)]
+    out = cluster_scores(scores[0], map_y.cpu().numpy(), scores[1], data.test_y.cpu().numpy())
+    out["mapping_chosen_on"] = where
+    return ClusterScores(out, map_x, map_y.cpu(), scores[0], scores[1].argmax(1))
+
+
 def eval_cluster(ctx: Context) -> dict[str, Any]:
-    """Clustering scores of the y head (paper section 6): the paper's one-example-per-cluster
-    rule and majority vote (mappings chosen on the validation split, errors on the test split),
-    the paper's rule's spread over bootstrap resamples of the validation split, NMI and ARI; for
-    a dimensionality-reduction run also the 5-nearest-neighbour test error in the reduced
-    representation (neighbours from up to 10 000 training images). Draws each cluster's most
-    confident held-out images, from which the paper's rule names it (clusters_confident.png)."""
+    """:func:`cluster_error`, the paper's rule's spread over bootstrap resamples of the mapping
+    split; for a dimensionality-reduction run also the 5-nearest-neighbour test error in the
+    reduced representation (neighbours from up to 10 000 training images). Draws each cluster's
+    most confident held-out images, from which the paper's rule names it
+    (clusters_confident.png)."""
     from sklearn.neighbors import KNeighborsClassifier
 
     from .artifacts import write_confident
-    from .clustering import cluster_scores, log_odds, paper_rule_spread
+    from .clustering import paper_rule_spread
 
-    if ctx.model.class_input not in ("y", "heads"):
-        raise AAEError(f"--cluster: run {ctx.run} has no y head (model.class_input is "
-                       f"{ctx.cfg.model.class_input!r}, expected 'y' or 'heads')")
+    if not ctx.model.caps.y_head:
+        raise AAEError(f"--cluster: run {ctx.run} has no y head (see model.class_input: "
+                       "y or heads)")
     d = ctx.data
-    if d.test_y is None or d.train_y is None:
+    c = cluster_error(ctx.model, d) if d.train_y is not None else None
+    if c is None:
         raise AAEError(f"--cluster needs labels to score clusters; dataset {ctx.cfg.data.dataset} "
                        "has none")
-    val_x, val_y, where = d.val_x, d.val_y, "validation split"
-    if val_x is None or val_y is None:  # no held-out split: pick the mapping on training images
-        val_x, val_y, where = d.train_x[-10000:], d.train_y[-10000:], "last training images"
-    # log-odds, not q(y|x): q rounds to 1.0 (clustering.paper_rule_mapping)
-    scores = [log_odds(ctx.model.encode_all(x)["y_logits"].numpy()) for x in (val_x, d.test_x)]
-    out = cluster_scores(scores[0], val_y.numpy(), scores[1], d.test_y.numpy())
-    out["paper_error_bootstrap"] = paper_rule_spread(scores[0], val_y.numpy(), scores[1].argmax(1),
-                                                     d.test_y.numpy())
-    out["mapping_chosen_on"] = where
-    write_confident(ctx.run, val_x, val_y.numpy(), scores[0], out["paper_mapping"],
-                    out["majority_mapping"])
-    if ctx.model.class_input == "heads":
+    out = c.scores
+    out["paper_error_bootstrap"] = paper_rule_spread(c.map_scores, c.map_y.numpy(),
+                                                     c.test_assigned, d.test_y.numpy())
+    write_confident(ctx.run, c.map_x, c.map_y.numpy(), c.map_scores,
+                    (out["paper_mapping"], out["majority_mapping"]))
+    if ctx.model.caps.representation == "r":
         tr = ctx.model.encode_all(d.train_x[:10000])["r"].numpy()
         te = ctx.model.encode_all(d.test_x)["r"].numpy()
         knn = KNeighborsClassifier(n_neighbors=5).fit(tr, d.train_y[:10000].numpy())

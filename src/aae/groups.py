@@ -123,3 +123,23 @@ def aggregate(losses: torch.Tensor, rule: str, temperature: float = 1.0, trim: f
         kept[torch.argmin(u).to(losses.device)] = True  # never an empty subset
         return (losses * kept).sum() / kept.sum()
     raise ValueError(f"unknown aggregate {rule!r}")  # config validation names the option first
+
+
+def epoch_order(n: int, b: int, data_gen: torch.Generator, groups: int = 1,
+                shard_seed: int | None = None) -> tuple[torch.Tensor, int]:
+    """An epoch's example order and number of steps (the last partial batch is dropped: every
+    step sees a full batch of ``b``).
+
+    With ``shard_seed`` (``model.group_split = "shard"``) the training set is cut once, by that
+    seed, into ``groups`` fixed shards; every batch takes b / groups examples of each shard, shard
+    k at batch positions k, k + groups, ..., which :func:`to_groups` maps to group k:
+    discriminator k only ever sees shard k."""
+    if shard_seed is None:
+        return torch.randperm(n, generator=data_gen), n // b
+    k = groups
+    fixed = torch.randperm(n, generator=torch.Generator().manual_seed(shard_seed))
+    shards = fixed[:n // k * k].view(k, n // k)
+    shuffled = shards.gather(1, torch.rand(shards.shape, generator=data_gen).argsort(1))
+    g = b // k
+    steps = shards.shape[1] // g
+    return shuffled[:, :steps * g].reshape(k, steps, g).permute(1, 2, 0).reshape(-1), steps

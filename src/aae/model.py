@@ -1,52 +1,108 @@
-"""The one AAE model that every variant configures.
+"""The one AAE model that every variant configures, and what it says of itself.
 
-* an encoder with named heads (today ``z``; later a softmax ``y`` beside it),
+* an encoder with named heads (``z``; with a y head also a softmax ``y`` beside it),
 * a decoder fed the concatenation of named codes (``decoder_inputs``),
-* a list of adversarial regularizers, each = (the code it watches, a prior, a discriminator).
+* a list of adversarial regularizers (:mod:`aae.regularizers`), each = (the code it watches, a
+  prior, one or more discriminators).
 
-The training step in :mod:`aae.training` runs the paper's phases over this structure, so a new variant
-adds heads or regularizers here, not a new loop.
+What a variant *is* (:class:`Capabilities`: its heads, what the decoder takes beside z, which labels
+it needs, which phases its training step has) is decided once, here, from the config; training,
+evaluation, artifacts and the CLI ask the model. The model returns the named losses of each phase;
+:mod:`aae.step` runs a table of phases over them.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .groups import StackedMLP, aggregate, group_means, to_groups
+from .nets import mlp
 from .priors import Categorical, Prior
+from .regularizers import LikelihoodRejection, make_regularizer
 
 
-def mlp(sizes: list[int], init_std: float = 0.0) -> nn.Sequential:
-    """Linear layers of the given sizes with ReLU between them and a linear output."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        lin = nn.Linear(a, b)
-        if init_std > 0:  # the paper's N(0, 0.01^2) initialisation (appendix A, check)
-            nn.init.normal_(lin.weight, 0.0, init_std)
-            nn.init.zeros_(lin.bias)
-        layers.append(lin)
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model is, stated once when it is built.
 
-
-def balance_kl(y: torch.Tensor) -> torch.Tensor:
-    """KL(mean of the rows of ``y`` || uniform): zero when a batch of class probabilities uses
-    every class equally, log K when it puts everything in one.
-
-    The categorical discriminator alone rarely revives an empty cluster: a one-hot code sits on a
-    saturated softmax whose gradient is near zero, and the discriminator has never seen the points
-    between two corners. This batch-level term (the marginal-entropy term of CatGAN, Springenberg
-    2015) gives every class a gradient through the batch mean, which is never saturated. Under
-    torchrun the mean is over each process's slice of the batch.
+    ``class_input``: what the decoder takes beside z: None (the unsupervised AAE, paper sections
+    2-3), ``"label"`` (the data's one-hot label: supervised style/content, section 4), ``"y"`` (the
+    y head's q(y|x): semi-supervised classification and clustering, sections 5-6) or ``"heads"``
+    (r = W y + z: dimensionality reduction, section 7). ``classify``: the step has the
+    semi-supervised classification phase (a y head trained with labels); a y head without labels
+    clusters.
     """
-    p = y.mean(0)
-    return (p * p.clamp_min(1e-12).log()).sum() + math.log(y.shape[-1])
+
+    class_input: str | None
+    y_head: bool
+    classes: int  # K of the class input (0 without one)
+    label_conditioning: bool  # the first discriminator also sees the label (figure 3)
+    classify: bool
+
+    @classmethod
+    def of(cls, cfg: ModelConfig, labelled: int = -1) -> Capabilities:
+        ci = None if cfg.class_input == "none" else cfg.class_input
+        y_head = ci in ("y", "heads")
+        return cls(class_input=ci, y_head=y_head, classes=cfg.classes if ci else 0,
+                   label_conditioning=cfg.label_conditioning,
+                   classify=y_head and labelled != 0)
+
+    @property
+    def cluster(self) -> bool:
+        """A y head trained without labels: its classes are clusters."""
+        return self.y_head and not self.classify
+
+    @property
+    def class_conditional(self) -> bool:
+        """The decoder takes a class beside z (a label, y, or a cluster head)."""
+        return self.class_input is not None
+
+    @property
+    def label_decoder(self) -> bool:
+        """The decoder takes the data's label (so training needs every label)."""
+        return self.class_input == "label"
+
+    @property
+    def needs_labels(self) -> bool:
+        """Training reads labels: for the decoder, the discriminator or the classification."""
+        return self.label_decoder or self.classify or self.label_conditioning
+
+    @property
+    def representation(self) -> str:
+        """The code that plots of the latent space show: z, or r = W y + z with cluster heads."""
+        return "r" if self.class_input == "heads" else "z"
+
+    @property
+    def description(self) -> str:
+        """What the variant is, in a few words (for reports)."""
+        if self.representation == "r":
+            return "dimensionality-reduction AAE (r = W y + z)"
+        if self.y_head:
+            return "semi-supervised AAE (y head)" if self.classify else "clustering AAE (y head)"
+        if self.label_decoder:
+            return "supervised AAE (label to the decoder)"
+        return "AAE with labels in the prior" if self.label_conditioning else "unsupervised AAE"
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        """The optimizer phases a training step has."""
+        return ("recon", "disc", "gen", *(("classify",) if self.classify else ()))
+
+
+class Reconstruction(NamedTuple):
+    """The reconstruction phase's outcome: the codes, the rejection mask (None: keep all), the
+    reconstruction loss and the loss the autoencoder steps on (with the cluster-head penalty)."""
+
+    codes: dict[str, torch.Tensor]
+    keep: torch.Tensor | None
+    loss: torch.Tensor
+    total: torch.Tensor
 
 
 def random_warp(x: torch.Tensor, shift: float, degrees: float, scale: float) -> torch.Tensor:
@@ -67,191 +123,50 @@ def random_warp(x: torch.Tensor, shift: float, degrees: float, scale: float) -> 
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-class Regularizer(nn.Module):
-    """One adversarial regularizer: matches the aggregated posterior of ``code`` to ``prior``.
-
-    With ``num_labels`` = K > 0 the discriminator also sees a one-hot label of K + 1 slots, the
-    last meaning "no label" (paper section 2.3, figure 3).
-
-    With ``cfg.disc_groups`` = N > 1 the batch is split into N groups (:mod:`aae.groups`): by
-    default N independent discriminators (one stacked module), discriminator k trained on group k
-    only, and the encoder's loss an aggregate of the N per-group losses. ``disc_input = "full"``
-    shows every discriminator the whole batch; ``disc_shared`` keeps one discriminator and
-    aggregates its per-group losses (median-of-means). N = 1 is the plain AAE, op for op.
-    """
-
-    def __init__(self, code: str, prior: Prior, dim: int, cfg: ModelConfig, num_labels: int = 0):
-        super().__init__()
-        self.code = code
-        self.prior = prior
-        self.num_labels = num_labels
-        self.groups = cfg.disc_groups
-        self.cfg = cfg
-        n_in = dim + (num_labels + 1 if num_labels else 0)
-        self.stacked = self.groups > 1 and not cfg.disc_shared
-        if self.stacked:
-            hidden = cfg.disc_hidden
-            if cfg.disc_budget == "total":  # N discriminators with about the parameters of one
-                hidden = [max(1, round(h / math.sqrt(self.groups))) for h in hidden]
-            self.discriminator: nn.Module = StackedMLP(self.groups, [n_in, *hidden, 1], cfg.init_std)
-        else:
-            self.discriminator = mlp([n_in, *cfg.disc_hidden, 1], cfg.init_std)
-
-    def _input(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        if self.num_labels:
-            slot = torch.where(labels >= 0, labels, torch.full_like(labels, self.num_labels))
-            z = torch.cat([z, F.one_hot(slot, self.num_labels + 1).to(z.dtype)], dim=-1)
-        return z
-
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Discriminator logits, positive meaning 'a prior sample'. Plain or shared: (B, d) ->
-        (B,). Stacked: (N, g, d) -> (N, g), group k through discriminator k; a (B, d) input goes
-        through all N discriminators -> (N, B)."""
-        h = self._input(z, labels)
-        if self.stacked and h.dim() == 2:
-            h = h.expand(self.groups, *h.shape)
-        return self.discriminator(h).squeeze(-1)
-
-    def _grouped(self, t: torch.Tensor | None, fill: float = 0.0):
-        return (None, None) if t is None else to_groups(t, self.groups, fill)
-
-    def disc_losses(self, zp: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None = None,
-                    keep: torch.Tensor | None = None):
-        """The discriminator phase on prior samples ``zp`` and (detached) codes ``z``.
-
-        Returns (loss to step on, loss to log, accuracy on prior samples, accuracy on codes).
-        ``keep`` (B,) bool drops examples (likelihood rejection) from the code side."""
-        y2 = None if labels is None else torch.cat([labels, labels])
-        if not self.stacked and keep is None:
-            # one pass over prior samples and codes together (larger products)
-            d_real, d_fake = self(torch.cat([zp, z]), y2).chunk(2)
-            loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
-            return loss, loss, (d_real > 0).float().mean(), (d_fake < 0).float().mean()
-        if not self.stacked:
-            d_real, d_fake = self(torch.cat([zp, z]), y2).chunk(2)
-            w = keep.to(z.dtype)
-            loss = F.softplus(-d_real).mean() + (F.softplus(d_fake) * w).sum() / w.sum()
-            return loss, loss, (d_real > 0).float().mean(), ((d_fake < 0).float() * w).sum() / w.sum()
-        if self.cfg.disc_input == "full":  # every discriminator judges the whole batch
-            out = self(torch.cat([zp, z]), y2)  # (N, 2B)
-            d_real, d_fake = out.chunk(2, dim=1)
-            mask = torch.ones_like(d_fake, dtype=torch.bool)
-            mask_c = mask if keep is None else mask & keep
-        else:
-            gp, mask = self._grouped(zp)
-            gz, _ = self._grouped(z)
-            gy, _ = self._grouped(labels, -1)
-            g = gp.shape[1]
-            out = self(torch.cat([gp, gz], 1), None if gy is None else torch.cat([gy, gy], 1))
-            d_real, d_fake = out[:, :g], out[:, g:]
-            mask_c = mask if keep is None else mask & self._grouped(keep, False)[0]
-        per = group_means(F.softplus(-d_real), mask) + group_means(F.softplus(d_fake), mask_c)
-        acc_p = group_means((d_real > 0).float(), mask).mean()
-        acc_c = group_means((d_fake < 0).float(), mask_c).mean()
-        # each discriminator steps on its own loss; the log shows their mean
-        return per.sum(), per.mean(), acc_p, acc_c
-
-    def gen_loss(self, z: torch.Tensor, labels: torch.Tensor | None = None,
-                 keep: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """The encoder's adversarial loss on codes ``z`` (the discriminators frozen), plus, for a
-        categorical code with ``model.y_balance`` > 0, that weight times the balance term."""
-        return self._with_balance(self._adversarial_loss(z, labels, keep, generator), z)
-
-    def _with_balance(self, loss: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.prior, Categorical) and self.cfg.y_balance > 0:
-            loss = loss + self.cfg.y_balance * balance_kl(z)
-        return loss
-
-    def _adversarial_loss(self, z, labels, keep, generator) -> torch.Tensor:
-        if self.groups == 1:
-            if keep is None:
-                return F.softplus(-self(z, labels)).mean()
-            w = keep.to(z.dtype)
-            return (F.softplus(-self(z, labels)) * w).sum() / w.sum()
-        c = self.cfg
-        if self.stacked and c.disc_input == "full":
-            vals = F.softplus(-self(z, labels))  # (N, B)
-            mask = torch.ones_like(vals, dtype=torch.bool) if keep is None else keep.expand_as(vals)
-        elif self.stacked:
-            gz, mask = self._grouped(z)
-            gy, _ = self._grouped(labels, -1)
-            vals = F.softplus(-self(gz, gy))
-        else:  # one shared discriminator, its per-example losses grouped
-            vals, mask = self._grouped(F.softplus(-self(z, labels)))
-        if keep is not None and c.disc_input != "full":
-            mask = mask & self._grouped(keep, False)[0]
-        return aggregate(group_means(vals, mask), c.disc_aggregate, c.disc_temperature,
-                         c.disc_trim, c.disc_keep, generator)
-
-    def joint_losses(self, zp: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None = None,
-                     keep: torch.Tensor | None = None, generator: torch.Generator | None = None):
-        """The joint schedule's losses from one discriminator pass over the prior samples ``zp``
-        and one over the codes ``z`` (not detached): (discriminator loss to step on, its log
-        value, accuracy on prior samples, accuracy on codes, the encoder's adversarial loss). The
-        caller back-propagates the first into the discriminator only and the last into the
-        encoder only.
-
-        A plain discriminator sees prior samples and codes in two passes of B rows (one of 2B
-        rows would make the encoder's backward pass through the discriminator twice as large);
-        grouped discriminators and likelihood rejection take the paper schedule's two functions
-        (:meth:`disc_losses` on detached codes, :meth:`gen_loss`)."""
-        if self.groups > 1 or keep is not None:
-            loss, log, acc_p, acc_c = self.disc_losses(zp, z.detach(), labels, keep)
-            return loss, log, acc_p, acc_c, self.gen_loss(z, labels, keep, generator)
-        d_real, d_fake = self(zp, labels), self(z, labels)
-        loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
-        gen = self._with_balance(F.softplus(-d_fake).mean(), z)
-        return loss, loss, (d_real > 0).float().mean(), (d_fake < 0).float().mean(), gen
-
-    @torch.no_grad()
-    def score(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-code probability of 'a prior sample', averaged over the discriminators (B,)."""
-        p = torch.sigmoid(self(z, labels))
-        return p.mean(0) if self.stacked else p
-
-
 class AAE(nn.Module):
-    """The one model. ``cfg.class_input`` selects what the decoder gets beside z:
-
-    * ``none``: z only (the unsupervised AAE, paper sections 2-3);
-    * ``label``: the one-hot label of the data (the supervised style/content AAE, section 4);
-    * ``y``: a softmax head q(y|x) over ``cfg.classes`` classes, regularized to a categorical
-      prior by a second discriminator (semi-supervised classification and clustering, sections
-      5-6); codes are then {"z", "y", "y_logits"}.
-    """
+    """The one model; ``caps`` (:class:`Capabilities`) says which variant it is."""
 
     def __init__(self, image_shape: tuple[int, ...], cfg: ModelConfig, prior: Prior,
-                 num_labels: int = 0):
+                 num_labels: int = 0, labelled: int = -1):
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.cfg = cfg
-        in_dim = math.prod(self.image_shape)
-        d = cfg.code_dim
-        self.classes = cfg.classes if cfg.class_input != "none" else 0
-        y_head = cfg.class_input in ("y", "heads")
+        self.caps = caps = Capabilities.of(cfg, labelled)
+        d, self.classes = cfg.code_dim, caps.classes
         # q(z|x) (paper section 2.1): deterministic; gaussian (the head predicts mean and
         # log-variance, reparameterised); universal (noise appended to the encoder's input)
         self.posterior = cfg.posterior
         self.z_out = 2 * d if cfg.posterior == "gaussian" else d
-        head = self.z_out + (self.classes if y_head else 0)
         extra = cfg.noise_dim if cfg.posterior == "universal" else 0
         # the heads share the trunk: one output layer holds the z and the y units
-        self.encoder = mlp([in_dim + extra, *cfg.encoder_hidden, head], cfg.init_std)
-        concat = self.classes if cfg.class_input in ("y", "label") else 0
-        self.decoder = mlp([d + concat, *cfg.decoder_hidden, in_dim], cfg.init_std)
-        self.class_input = None if cfg.class_input == "none" else cfg.class_input
+        head = self.z_out + (self.classes if caps.y_head else 0)
+        self.encoder = mlp([math.prod(self.image_shape) + extra, *cfg.encoder_hidden, head],
+                           cfg.init_std)
         self.decoder_inputs = {None: ["z"], "label": ["label", "z"], "y": ["y", "z"],
-                               "heads": ["r"]}[self.class_input]
-        if cfg.class_input == "heads":
+                               "heads": ["r"]}[caps.class_input]
+        concat = self.classes if caps.class_input in ("y", "label") else 0
+        self.decoder = mlp([d + concat, *cfg.decoder_hidden, math.prod(self.image_shape)],
+                           cfg.init_std)
+        if caps.class_input == "heads":
             # dimensionality reduction (section 7): the representation r = W y + z, one learned
             # cluster head (a row of W) per cluster, kept apart by head_penalty
             self.heads = nn.Parameter(torch.randn(self.classes, d) * cfg.head_init)
-        labels = num_labels if cfg.label_conditioning else 0
-        regs = [Regularizer("z", prior, d, cfg, labels)]
-        if y_head:  # q(y) against a uniform categorical (paper figure 8)
-            regs.append(Regularizer("y", Categorical(self.classes), self.classes, cfg))
+        regs = [make_regularizer("z", prior, d, cfg, num_labels if caps.label_conditioning else 0)]
+        if caps.y_head:  # q(y) against a uniform categorical (paper figure 8)
+            regs.append(make_regularizer("y", Categorical(self.classes), self.classes, cfg))
         self.regularizers = nn.ModuleList(regs)
+        self.rejection = LikelihoodRejection(cfg.reject_quantile) if cfg.reject_quantile > 0 \
+            else None
+
+    def compile_networks(self) -> None:
+        """``torch.compile`` each network in place (parameter names, and so checkpoints, stay)."""
+        for net in (self.encoder, self.decoder, *(r.discriminator for r in self.regularizers)):
+            net.compile()
+
+    @property
+    def prior(self) -> Prior:
+        """The prior of the main code z."""
+        return self.regularizers[0].prior
 
     # -- forward pieces -------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -271,7 +186,7 @@ class AAE(nn.Module):
         else:
             out = self.encoder(h)
         codes: dict[str, torch.Tensor] = {}
-        if self.class_input in ("y", "heads"):
+        if self.caps.y_head:
             out, logits = out[:, :self.z_out], out[:, self.z_out:]
             codes["y_logits"] = logits
             codes["y"] = torch.softmax(logits, dim=-1)
@@ -281,7 +196,7 @@ class AAE(nn.Module):
                 mean + torch.exp(0.5 * logvar) * torch.randn_like(mean))
         else:
             codes["z"] = out
-        if self.class_input == "heads":
+        if self.caps.class_input == "heads":
             codes["r"] = codes["y"] @ self.heads + codes["z"]
         return codes
 
@@ -289,21 +204,22 @@ class AAE(nn.Module):
                      classes: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Add the decoder's class input (one-hot ``classes``) to ``codes`` where it takes one;
         for ``y`` the encoder's own y is kept unless classes are given."""
-        key = "r" if self.class_input == "heads" else self.class_input
-        if self.class_input is None or (classes is None and key in codes):
+        ci = self.caps.class_input
+        key = "r" if ci == "heads" else ci
+        if ci is None or (classes is None and key in codes):
             return codes
         if classes is None:
             raise ValueError("this model's decoder needs the class of every code")
         onehot = F.one_hot(classes.long(), self.classes).to(codes["z"].dtype)
-        if self.class_input == "heads":
+        if ci == "heads":
             return {**codes, "y": onehot, "r": onehot @ self.heads + codes["z"]}
-        return {**codes, self.class_input: onehot}
+        return {**codes, ci: onehot}
 
     def prior_codes(self, z: torch.Tensor, generator: torch.Generator | None = None,
                     classes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Codes to decode from prior samples ``z``: with a class input, classes drawn uniformly
         (or the given ones)."""
-        if self.class_input is not None and classes is None:
+        if self.caps.class_conditional and classes is None:
             classes = torch.randint(self.classes, (len(z),), generator=generator,
                                     device=generator.device if generator else None).to(z.device)
         return self.with_classes({"z": z}, classes)
@@ -323,9 +239,49 @@ class AAE(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
 
-    # -- parameter groups, one per optimizer phase ---------------------------------------------
+    # -- the phases' losses and parameters ---------------------------------------------------
+    def reconstruction(self, x: torch.Tensor, x_in: torch.Tensor, kind: str = "mse",
+                       classes: torch.Tensor | None = None) -> Reconstruction:
+        """Encode ``x_in`` (the input, with noise where configured), reject (likelihood
+        rejection), decode with the decoder's class input (``classes``, for a decoder that takes
+        the label) and score against ``x``."""
+        codes = self.encode(x_in)
+        keep = None if self.rejection is None else self.rejection(self.regularizers[0], codes)
+        logits = self.decode_logits(self.with_classes(codes, classes))
+        rec = self.recon_loss(logits, x, kind, keep)
+        total = rec + self.cfg.head_weight * self.head_penalty() \
+            if self.caps.class_input == "heads" else rec
+        return Reconstruction(codes, keep, rec, total)
+
+    def recon_loss(self, logits: torch.Tensor, x: torch.Tensor, kind: str = "mse",
+                   keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean reconstruction loss (``mse`` on the outputs, the paper's Euclidean cost, or
+        ``bce`` on the logits); with ``keep`` (B,) bool, the mean over the kept examples."""
+        target = x.flatten(1)
+        red = "mean" if keep is None else "none"
+        if kind == "bce":
+            loss = F.binary_cross_entropy_with_logits(logits, target, reduction=red)
+        else:
+            loss = F.mse_loss(self.output(logits), target, reduction=red)
+        if keep is None:
+            return loss
+        w = keep.to(loss.dtype)
+        return (loss.mean(1) * w).sum() / w.sum()
+
+    def classify_loss(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The semi-supervised classification phase's loss: cross-entropy of q(y|x)."""
+        return F.cross_entropy(self.encode(x)["y_logits"], labels)
+
+    def phase_parameters(self, phase: str) -> list[nn.Parameter]:
+        """The parameters that ``phase``'s optimizer steps."""
+        if phase == "recon":
+            return self.autoencoder_parameters()
+        if phase == "disc":
+            return self.discriminator_parameters()
+        return self.generator_parameters()  # gen and classify: the encoder
+
     def autoencoder_parameters(self) -> list[nn.Parameter]:
-        heads = [self.heads] if self.class_input == "heads" else []
+        heads = [self.heads] if self.caps.class_input == "heads" else []
         return [*self.encoder.parameters(), *self.decoder.parameters(), *heads]
 
     def head_penalty(self) -> torch.Tensor:

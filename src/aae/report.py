@@ -147,6 +147,19 @@ def _cards(items: list[tuple[str, str]]) -> str:
         for k, v in items) + "</div>"
 
 
+def _variant(cfg: dict) -> str:
+    """What kind of AAE a run's config describes, as its model states it."""
+    from .config import Config
+    from .errors import AAEError
+    from .model import Capabilities
+
+    try:
+        c = Config.from_dict(cfg)
+    except AAEError:
+        return "AAE"
+    return Capabilities.of(c.model, c.data.labelled).description
+
+
 def build_report(run: str | Path) -> str:
     """The HTML text of a run's report."""
     run = Path(run)
@@ -157,9 +170,7 @@ def build_report(run: str | Path) -> str:
     last = lines[-1] if lines else {}
     name = run.resolve().name
     m, t = cfg.get("model", {}), cfg.get("train", {})
-    what = {"none": "unsupervised AAE", "label": "supervised AAE (label to the decoder)",
-            "y": "AAE with a y head (semi-supervised / clustering)",
-            "heads": "dimensionality-reduction AAE"}.get(m.get("class_input", "none"), "AAE")
+    what = _variant(cfg)
     cards = [("epochs trained", f"{last.get('epoch', 0)} / {t.get('epochs', '?')}"),
              ("training time", f"{last.get('elapsed', 0) / 60:.1f} min"),
              ("images/s (last epoch)", f"{last.get('images_per_s', 0):.0f}")]

@@ -56,6 +56,32 @@ def prepare_new(out: Path, force: bool) -> None:
         raise AAEError(f"--out {out}: the folder is not writable")
 
 
+# train options that say how and where a run trains, not what it computes: --resume may change them
+RUNTIME_KEYS = ("epochs", "device", "threads", "precision", "compile", "cuda_graph")
+
+
+def check_resume_config(saved: Config, given: Config, run: Path) -> None:
+    """On --resume only the length of training (and where and how it runs) may change."""
+    a, b = saved.to_dict(), given.to_dict()
+    for section, keys in a.items():
+        for k, v in keys.items():
+            if section == "train" and k in RUNTIME_KEYS:
+                continue
+            if b[section][k] != v:
+                raise AAEError(f"--resume {run}: option {section}.{k} is {v!r} in the saved run "
+                               f"but {b[section][k]!r} was given; drop it or start a new run")
+
+
+def resume_config(run: Path, given: Config) -> tuple[Config, tuple[dict, dict]]:
+    """The config to resume ``run`` with (its saved one, with the runtime options of ``given``)
+    and its newest verified checkpoint (tensors, meta)."""
+    saved = load_config(run)
+    check_resume_config(saved, given, run)
+    d = saved.to_dict()
+    d["train"].update({k: getattr(given.train, k) for k in RUNTIME_KEYS})
+    return Config.from_dict(d).validate(), ckpt.latest(run / "checkpoints")
+
+
 def load_config(run: Path) -> Config:
     if not (run / "config.toml").is_file():
         raise AAEError(f"{run}: not a run directory (no config.toml)")
@@ -75,7 +101,7 @@ def build_model(cfg: Config, image_shape: tuple[int, ...]) -> AAE:
             raise AAEError(f"option model.reject_quantile: the {cfg.prior.name} prior has no "
                            "density to reject unlikely codes by; use a gaussian, uniform or "
                            "mixture prior") from None
-    return AAE(image_shape, cfg.model, prior, labels)
+    return AAE(image_shape, cfg.model, prior, labels, labelled=cfg.data.labelled)
 
 
 def load_weights(model: AAE, tensors: dict[str, torch.Tensor], source: str) -> None:

@@ -1,21 +1,22 @@
-"""Outliers: per-image outlier scores of a trained AAE, and the seed's contamination experiment.
+"""The original report's open question: are grouped discriminators more robust to outliers?
 
-``score_images`` gives three scores per image (reconstruction error, latent density under the
-prior, the discriminators' verdict); ``aae score`` writes them as CSV.
+Trains AAEs on MNIST with a fraction eps of the training images replaced by outliers, one cell per
+(seed, outlier type, eps, arm), and measures each on the CLEAN test set. Cells are paired: for one
+seed and outlier type, every arm and every eps starts from the same initialisation and the same
+inlier images, and the outliers of a smaller eps are a subset of those of a larger one. Each
+finished cell is appended to ``DIR/results.jsonl`` at once; a rerun skips finished cells and
+resumes an interrupted one from its checkpoint. ``summarize`` turns the results into tables (mean
++- std over seeds, a bootstrap interval of each arm's paired difference from N = 1) and plots (each
+metric against eps, one line per arm).
 
-``run_grid`` trains AAEs on MNIST with a fraction eps of the training images replaced by outliers,
-one cell per (seed, outlier type, eps, arm), and measures each on the CLEAN test set. Cells are
-paired: for one seed and outlier type, every arm and every eps starts from the same initialisation
-and the same inlier images, and the outliers of a smaller eps are a subset of those of a larger
-one. Each finished cell is appended to ``DIR/results.jsonl`` at once; a rerun skips finished cells
-and resumes an interrupted one from its checkpoint. ``summarize`` turns the results into tables
-(mean +- std over seeds, a bootstrap interval of each arm's paired difference from N = 1) and
-plots (each metric against eps, one line per arm).
+    python experiments/outliers/grid.py --grid screen --out experiments/outliers/screen
+
+Uses the library's public modules only; see README.md beside it for the question and the answer.
 """
 
 from __future__ import annotations
 
-import csv
+import argparse
 import io
 import json
 import math
@@ -30,71 +31,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import data as data_mod
-from .config import Config, resolve
-from .data import ImageData
-from .errors import AAEError
-from .fileio import append_line, atomic_write_bytes, atomic_write_text, read_jsonl
-from .model import AAE
-
-# ---------------------------------------------------------------------------------------------
-# per-image scores
-
-
-@torch.no_grad()
-def score_images(model: AAE, x: torch.Tensor, batch: int = 2000) -> dict[str, np.ndarray]:
-    """Outlier scores (higher = more unusual) for images (N, C, H, W):
-
-    * ``recon_error``: mean squared reconstruction error per pixel;
-    * ``neg_log_prior``: -log p(E(x)) under the prior (absent where the prior has no density);
-    * ``disc_score``: 1 - the discriminators' probability that E(x) is a prior sample, averaged
-      over the groups' discriminators.
-    """
-    model.eval()
-    reg = model.regularizers[0]
-    out: dict[str, list[np.ndarray]] = {"recon_error": [], "neg_log_prior": [], "disc_score": []}
-    has_density = True
-    for i in range(0, len(x), batch):
-        xb = x[i:i + batch]
-        codes = model.encode(xb)
-        z = codes[reg.code]
-        rec = model.decode(codes)
-        out["recon_error"].append((rec - xb).pow(2).flatten(1).mean(1).cpu().numpy())
-        if has_density:
-            try:
-                out["neg_log_prior"].append((-reg.prior.log_prob(z)).cpu().numpy())
-            except NotImplementedError:
-                has_density = False
-        labels = None if not reg.num_labels else torch.full((len(z),), -1, device=z.device)
-        out["disc_score"].append((1 - reg.score(z, labels)).cpu().numpy())
-    result = {k: np.concatenate(v) for k, v in out.items() if v}
-    if not has_density:
-        result.pop("neg_log_prior", None)
-    return result
-
-
-def auroc(scores: dict[str, np.ndarray], is_outlier: np.ndarray) -> dict[str, float]:
-    """AUROC of finding the outliers by each score (scikit-learn); empty with one class only."""
-    from sklearn.metrics import roc_auc_score
-
-    if is_outlier.all() or not is_outlier.any():
-        return {}
-    return {k: float(roc_auc_score(is_outlier, v)) for k, v in scores.items()}
-
-
-def write_scores(path: Path, names: list[str], scores: dict[str, np.ndarray],
-                 is_outlier: np.ndarray | None = None) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    cols = list(scores)
-    w.writerow(["image", *cols, *(["is_outlier"] if is_outlier is not None else [])])
-    for i, name in enumerate(names):
-        row = [name, *(f"{scores[c][i]:.6g}" for c in cols)]
-        if is_outlier is not None:
-            row.append(int(is_outlier[i]))
-        w.writerow(row)
-    atomic_write_text(path, buf.getvalue())
-
+from aae import data as data_mod
+from aae.config import Config, resolve
+from aae.data import ImageData
+from aae.errors import AAEError
+from aae.fileio import append_line, atomic_write_bytes, atomic_write_text, read_jsonl
+from aae.model import AAE
+from aae.score import auroc, score_images
 
 # ---------------------------------------------------------------------------------------------
 # the contamination experiment
@@ -244,7 +187,7 @@ class Evaluator:
     """Metrics of one trained cell on the clean test set (see docs/outliers.md)."""
 
     def __init__(self, pools: Pools, grid: Grid):
-        from .classifier import get_classifier
+        from aae.classifier import get_classifier
 
         self.pools, self.grid = pools, grid
         self.clf, self.clf_info = get_classifier(pools.mnist)
@@ -281,8 +224,8 @@ class Evaluator:
     @torch.no_grad()
     def __call__(self, model: AAE, kind: str, train_x: torch.Tensor, is_out: torch.Tensor,
                  seed: int) -> dict[str, Any]:
-        from .classifier import frechet_distance
-        from .metrics import kid, latent_fit, prdc
+        from aae.classifier import frechet_distance
+        from aae.metrics import kid, latent_fit, prdc
 
         model.eval()
         reg = model.regularizers[0]
@@ -315,7 +258,7 @@ def run_grid(name: str, out: Path, data_dir: str | None = None, max_cells: int =
              ) -> list[dict[str, Any]]:
     """Run (or continue) grid ``name`` in ``out``; returns every result so far. The summary also
     covers the results of the grids in ``include`` (cells of the same seeds are paired)."""
-    from .training import Trainer
+    from aae.training import Trainer
 
     if name not in GRIDS:
         raise AAEError(f"--grid {name!r}: expected one of {', '.join(GRIDS)}")
@@ -533,3 +476,40 @@ def _plot(results: list[dict[str, Any]], kind: str, arms: list[str]) -> bytes:
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     return buf.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="the grouped-discriminator contamination experiment "
+                                            "(resumable: results.jsonl, summary.md)")
+    p.add_argument("--grid", default="screen", help="screen | followup | full | test")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--data-dir", metavar="DIR")
+    p.add_argument("--max-cells", type=int, default=0, metavar="K",
+                   help="stop after K new cells (0: run the whole grid)")
+    p.add_argument("--include", action="append", default=[], metavar="DIR",
+                   help="also summarize the results of another grid's folder (repeatable)")
+    p.add_argument("--list", action="store_true", help="list the grids and exit")
+    a = p.parse_args(argv)
+    try:
+        if a.list:
+            for name, g in GRIDS.items():
+                n = len(g.seeds) * len(g.types) * len(g.eps) * len(g.arms)
+                print(f"{name:<10} {n} cells, {g.time_cpu}: {g.description}")
+            return 0
+        if a.max_cells < 0:
+            raise AAEError(f"option --max-cells: expected an integer >= 0, got {a.max_cells}")
+        for d in a.include:
+            if not (Path(d) / "results.jsonl").is_file():
+                raise AAEError(f"option --include {d}: no results.jsonl there")
+        results = run_grid(a.grid, Path(a.out), a.data_dir, a.max_cells,
+                           include=[Path(d) for d in a.include])
+    except AAEError as e:
+        print(f"grid.py: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{len(results)} cells in {Path(a.out) / 'results.jsonl'}; tables in "
+          f"{Path(a.out) / 'summary.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
