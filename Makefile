@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto   # one worker per core (pytest-xdist): 7.7 instead of 12.4 min on 2 cores
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench experiments
 
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py

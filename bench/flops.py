@@ -24,7 +24,7 @@ def pass_flops(shapes, forward=True, weight_grad=False, input_grad=False, first_
 
 
 def step_flops(model, classify: bool | None = None, schedule: str = "paper") -> dict[str, int]:
-    """Per-image FLOPs of aae.training.train_step (and of the reference step, which repeats the
+    """Per-image FLOPs of aae.step.Step (and of the reference step, which repeats the
     encoder forward for the discriminator phase): every regularizer's discriminator, and the
     classification phase (encoder forward and backward) where the model has a y head. With
     ``schedule = "joint"`` the encoder runs once and each discriminator's forward pass over the
@@ -52,8 +52,8 @@ def step_flops(model, classify: bool | None = None, schedule: str = "paper") -> 
         # the direction, then forward and backward on the perturbed images
         gen_phase += (pass_flops(enc, input_grad=True, first_input_grad=True)
                       + pass_flops(enc, weight_grad=True, input_grad=True))
-    if classify is None:  # by default a y head has the classification phase (semi-supervised)
-        classify = model.class_input == "y"
+    if classify is None:  # the phases the model says its step has
+        classify = model.caps.classify
     classify = pass_flops(enc, weight_grad=True, input_grad=True) if classify else 0
     ours = recon + disc_phase + gen_phase + classify
     reference = ours + pass_flops(enc)  # one more encoder forward (codes for the D phase)

@@ -14,8 +14,8 @@ of the N stacked discriminators).
 
 A variant name may end in any of ``-compiled`` (the networks through torch.compile), ``-bf16``
 (bfloat16 autocast; GPUs, CPUs with AMX) and ``-cudagraph`` (the whole step captured as one CUDA graph, CUDA):
-``unsupervised-bf16-cudagraph`` is the unsupervised step with both. The step runs through
-:class:`aae.training.StepRunner`, as in training.
+``unsupervised-bf16-cudagraph`` is the unsupervised step with both. The step is the one training
+runs: :class:`aae.step.Step` built from the variant's config, run through :class:`aae.step.Runner`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aae.config import merge, resolve  # noqa: E402
 from aae.runs import build_model  # noqa: E402
-from aae.training import StepRunner, build_optimizers  # noqa: E402
+from aae.step import Runner, Step  # noqa: E402
 from flops import linear_shapes, step_flops  # noqa: E402
 from reference import ReferenceAAE  # noqa: E402
 
@@ -152,23 +152,22 @@ def ceiling(model, batch: int, classify: bool, device: str = "cpu", schedule: st
 
 
 def build_step(cfg, batch: int, modes: set[str] = frozenset()):
-    """The variant's whole training step on random images in memory, run through
-    :class:`aae.training.StepRunner` as in training: (model, whether it has the classification
-    phase, the images, a function of no arguments running one step on the next batch)."""
+    """The variant's whole training step on random images in memory: the :class:`aae.step.Step`
+    that training builds from ``cfg``, run through :class:`aae.step.Runner` as in training:
+    (model, whether it has the classification phase, the images, a function of no arguments
+    running one step on the next batch)."""
     dev = cfg.train.device
     model = build_model(cfg, (1, 28, 28)).to(dev)
     if "compiled" in modes:  # in place: parameter names (checkpoints) unchanged
         for net in (model.encoder, model.decoder, *(r.discriminator for r in model.regularizers)):
             net.compile(dynamic=False)
-    opts = build_optimizers(model, cfg)
-    classify = model.class_input == "y" and cfg.data.labelled != 0
+    classify = model.caps.classify
     x_all = torch.rand(8192, 1, 28, 28, device=dev)
     gen = torch.Generator(device=dev).manual_seed(0)
     y_all = torch.randint(10, (len(x_all),), generator=gen, device=dev)
-    labels = y_all if model.class_input == "label" or classify else None
-    runner = StepRunner(model, opts, x_all, labels, gen, precision=cfg.train.precision,
-                        cuda_graph=cfg.train.cuda_graph, schedule=cfg.train.schedule,
-                        adv_weight=cfg.train.adv_weight, log=print)
+    labels = y_all if model.caps.needs_labels else None
+    runner = Runner(Step.from_config(model, cfg, gen), x_all, labels,
+                    precision=cfg.train.precision, cuda_graph=cfg.train.cuda_graph, log=print)
     starts = iter(range(0, 10**12, batch))
     labelled = torch.arange(len(x_all) - batch, len(x_all), device=dev)
 

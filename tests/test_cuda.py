@@ -1,5 +1,5 @@
 """How the step runs: bf16 autocast and CUDA graphs. The CUDA tests skip without a GPU; they ran on
-a lent H200 (docs/performance.md), the joint-schedule case and the bf16 cast fix after it."""
+a lent H200 (experiments/performance/README.md), the joint-schedule case and the bf16 cast fix after it."""
 
 from __future__ import annotations
 

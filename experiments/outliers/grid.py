@@ -184,7 +184,7 @@ def read_results(path: Path) -> list[dict[str, Any]]:
 
 
 class Evaluator:
-    """Metrics of one trained cell on the clean test set (see docs/outliers.md)."""
+    """Metrics of one trained cell on the clean test set (see experiments/outliers/README.md)."""
 
     def __init__(self, pools: Pools, grid: Grid):
         from aae.classifier import get_classifier

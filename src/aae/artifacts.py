@@ -122,14 +122,14 @@ def write_latent_2d(run: Path, model: AAE, data: ImageData, codes: torch.Tensor 
         r = model.encode_all(data.test_x.to(device))["r"].float().cpu().numpy()
         atomic_write_bytes(run / "latent_scatter.png", plots.scatter_png(
             r, labels, f"test representations W y + z{when}", data.class_names,
-            xlabel="r[0]", ylabel="r[1]"))
+            axes=("r[0]", "r[1]")))
         return
     if codes is None:
         codes = model.encode_all(data.test_x.to(device))[reg.code].float().cpu()
     ref = reg.prior.sample(5000, generator=torch.Generator().manual_seed(0)).cpu().numpy()
     atomic_write_bytes(run / "latent_scatter.png", plots.scatter_png(
         codes.numpy(), labels, f"test codes over prior samples{when}", data.class_names,
-        background=ref, xlabel="z[0]", ylabel="z[1]"))
+        background=ref, axes=("z[0]", "z[1]")))
     grid = manifold_codes(reg.prior)
     was = model.training
     model.eval()

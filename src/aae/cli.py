@@ -22,7 +22,15 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="aae", description="Adversarial autoencoders (Makhzani et al. 2015).")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_train(sub)
+    sub.add_parser("presets", help="list the presets")
+    d = sub.add_parser("demo", help="the demo run: MNIST if found or fetched, else sklearn digits")
+    d.add_argument("--out", default="runs/demo", metavar="RUN_DIR")
+    _add_run_commands(sub)
+    return p
 
+
+def _add_train(sub) -> None:
     t = sub.add_parser("train", help="train a run")
     t.add_argument("--preset", help="a named configuration (see: aae presets)")
     t.add_argument("--config", metavar="FILE.toml", help="a TOML config file")
@@ -48,11 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true", help="replace the run already in --out")
     t.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
 
-    sub.add_parser("presets", help="list the presets")
 
-    d = sub.add_parser("demo", help="the demo run: MNIST if found or fetched, else sklearn digits")
-    d.add_argument("--out", default="runs/demo", metavar="RUN_DIR")
-
+def _add_run_commands(sub) -> None:
+    """The commands that read a trained run."""
     s = sub.add_parser("sample", help="decode prior samples of a trained run into a grid")
     s.add_argument("run", metavar="RUN_DIR")
     s.add_argument("--n", type=int, default=100)
@@ -96,7 +102,6 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="redraw tsne.png, latent.png and latent.json from a run")
     pl.add_argument("run", metavar="RUN_DIR")
     pl.add_argument("--data-dir", metavar="DIR")
-    return p
 
 
 def _overrides(a: argparse.Namespace) -> dict:
@@ -166,6 +171,10 @@ def cmd_presets(a: argparse.Namespace) -> int:  # noqa: ARG001
     print(f"{'preset':<{width}}  {'2 CPU cores':<{twidth}}  description")
     for name, p in PRESETS.items():
         print(f"{name:<{width}}  {p.time_cpu:<{twidth}}  {p.description}")
+    from .presets import ALIASES
+
+    for old, new in ALIASES.items():
+        print(f"(--preset {old} still means {new}; the old name goes in the next release)")
     return 0
 
 

@@ -61,12 +61,12 @@ class ModelConfig:
     head_init: float = 1.0  # heads: std of the cluster heads' initial values
     # y head: weight of KL(batch mean of q(y|x) || uniform) in the encoder's adversarial phase.
     # Not in the paper: without it unsupervised clustering left most clusters empty here
-    # (docs/clustering.md); 0 = the paper's categorical adversary alone
+    # (experiments/clustering); 0 = the paper's categorical adversary alone
     y_balance: float = 0.0
     # y head: weight of KL(q(y|x) || q(y|T(x))) in the encoder's adversarial phase, T a random
     # small affine warp of the image (shift, rotation, scale), q(y|x) held fixed. Not in the paper:
     # it makes the clusters follow what survives small warps (digit identity) rather than style
-    # (IMSAT, Hu et al. 2017, with random warps for VAT; docs/clustering.md); 0 = off. Like
+    # (IMSAT, Hu et al. 2017, with random warps for VAT; experiments/clustering); 0 = off. Like
     # y_balance it is part of the encoder's adversarial loss, so train.schedule = "joint" scales
     # it by train.adv_weight too
     y_consistency: float = 0.0
@@ -80,7 +80,7 @@ class ModelConfig:
     warp_shift: float = 2.0  # y_consistency: largest shift of T, in pixels
     warp_degrees: float = 15.0  # y_consistency: largest rotation of T, in degrees
     warp_scale: float = 0.1  # y_consistency: largest relative change of scale of T
-    # grouped discriminators (the seed's question; aae.groups, docs/outliers.md)
+    # grouped discriminators (the original report's question; aae.groups, experiments/outliers)
     disc_groups: int = 1  # N: split each batch into N groups, one discriminator each; 1 = plain
     group_split: str = "random"  # random: fresh groups every step | shard: fixed dataset shards
     # how the encoder's adversarial loss combines the N per-group losses
@@ -100,7 +100,7 @@ class ModelConfig:
 class PriorConfig:
     # gaussian | uniform | mixture | swiss_roll | categorical | package.module:attribute
     name: str = "gaussian"
-    std: float = 1.0  # gaussian; the seed uses N(0, I), the paper's likelihood set-up std 5 (check)
+    std: float = 1.0  # gaussian; the original report uses N(0, I), the paper's likelihood set-up 5
     half_width: float = 1.0  # uniform: the box [-half_width, half_width]^d
     components: int = 10  # mixture components / swiss-roll segments (one per class)
     radius: float = 1.4  # mixture: distance of the component centres from the origin
@@ -122,7 +122,7 @@ class OptimConfig:
 
 
 def _default_optim() -> dict[str, OptimConfig]:
-    # Chosen by measurement (docs/tuning.md): Adam everywhere; the discriminator 10x slower than
+    # Chosen by measurement (experiments/default-tuning): Adam everywhere; the discriminator 10x slower than
     # reconstruction (faster, it wins and the codes spread out); the encoder's adversarial step
     # half the reconstruction rate (at 1e-4 the discriminator slowly wins, at 1e-3 the codes
     # oscillate around the prior); every rate x0.1 for the last quarter of the run.
@@ -149,16 +149,16 @@ class TrainConfig:
     # paper: reconstruction step, then discriminator and encoder steps on the updated encoder's
     # codes (paper section 2) | joint: one encoder pass per batch; the discriminators and the
     # autoencoder step at once on it, the encoder on reconstruction + adv_weight x adversarial loss
-    # (as pythae and many reimplementations do; fewer FLOPs, docs/performance.md)
+    # (as pythae and many reimplementations do; fewer FLOPs, experiments/performance)
     schedule: str = "paper"
     adv_weight: float = 0.01  # joint: weight of the adversarial loss beside the mean pixel MSE
     threads: int = 0  # torch intra-op threads; 0 = torch's default
     # how the step runs (not what it computes; may change on --resume):
-    # fp32 | bf16: autocast of the forward passes (GPUs, and CPUs with AMX; docs/performance.md)
+    # fp32 | bf16: autocast of the forward passes (GPUs, and CPUs with AMX; experiments/performance)
     precision: str = "fp32"
-    compile: bool = False  # torch.compile the networks (measured slower on CPU, docs/performance.md)
+    compile: bool = False  # torch.compile the networks (measured slower on CPU, experiments/performance)
     # on CUDA, capture the whole training step once as a CUDA graph and replay it every step: one
-    # launch instead of hundreds, 5.9x the eager step on an H200 (docs/performance.md); ignored on
+    # launch instead of hundreds, 5.9x the eager step on an H200 (experiments/performance); ignored on
     # the CPU and under torchrun
     cuda_graph: bool = True
 

@@ -1,4 +1,4 @@
-"""Grouped discriminators: the seed's question as configuration of one regularizer.
+"""Grouped discriminators: the original report's question as configuration of one regularizer.
 
 The batch is split into N groups; discriminator k is trained only on group k's codes (against its
 own prior samples), and the encoder's adversarial loss combines the N per-group losses with an

@@ -297,7 +297,7 @@ class AAE(nn.Module):
         change when it is shifted or turned a little. ``model.y_mixup`` x KL(lam q(y|x_i) +
         (1 - lam) q(y|x_j) || q(y|lam x_i + (1 - lam) x_j)), random pairs of the batch, lam
         uniform in [0, 1]: predictions should change gradually between images, so that no image
-        far from the rest is more confident than a cluster's typical members (docs/clustering.md).
+        far from the rest is more confident than a cluster's typical members (experiments/clustering).
         ``model.y_vat`` x KL(q(y|x) || q(y|x + r)), r of norm ``model.vat_eps`` in the direction
         that changes q(y|x) most (:meth:`vat_perturbation`). Zero without any of the terms."""
         c = self.cfg

@@ -4,7 +4,7 @@ Adam kernel.
 A paper-sized step on 2 CPU cores runs three optimizer steps in 30 to 45 ms. ``Adam.step()``
 wraps its one fused kernel call in Python bookkeeping (a profiler record, the state lookup of
 every parameter, grouping the tensors by device and dtype), and ``zero_grad`` in another record:
-0.2 to 0.7 ms per training step, about 2% of it (``bench/step_overhead.py``, docs/performance.md).
+0.2 to 0.7 ms per training step, about 2% of it (``bench/step_overhead.py``, experiments/performance).
 Hand-rolled because torch has no leaner public entry to its fused kernel. :func:`step` calls
 the same kernel (``torch._fused_adam_``, what ``Adam(fused=True).step()`` calls) on the
 optimizer's own state tensors, so the update, the state and its ``state_dict`` are bit for bit
@@ -76,7 +76,7 @@ def build_optimizer(params: list[torch.nn.Parameter], o: OptimConfig,
                     capturable: bool = False) -> torch.optim.Optimizer:
     """Adam or SGD, fused (one kernel over all parameters) where torch has it for the device:
     on 2 CPU cores fused Adam steps the 3.6 M autoencoder parameters in 1.4 ms against 8.5 ms for
-    the multi-tensor version (docs/performance.md). ``capturable``: Adam keeps its step count on
+    the multi-tensor version (experiments/performance). ``capturable``: Adam keeps its step count on
     the device, so that a CUDA graph can hold the optimizer step."""
     kind, kw = (torch.optim.Adam, {"betas": tuple(o.betas)}) if o.name == "adam" else (
         torch.optim.SGD, {"momentum": o.momentum})

@@ -90,7 +90,7 @@ def ranked_rows_png(rows: list[np.ndarray], row_titles: list[str], cell_labels: 
 
 
 def progress_png(grids: list[tuple[int, np.ndarray]], title: str = "") -> bytes:
-    """Sample grids side by side, each titled with its epoch (the seed's 0 / 100 / 500 table)."""
+    """Sample grids side by side, each titled with its epoch (the original report's 0 / 100 / 500 table)."""
     plt = _plt()
     k = len(grids)
     # one panel per grid at (close to) its own pixel size, so digits are not resampled away
@@ -108,8 +108,9 @@ def progress_png(grids: list[tuple[int, np.ndarray]], title: str = "") -> bytes:
 
 def scatter_png(points: np.ndarray, labels: np.ndarray | None, title: str,
                 class_names: list[str] | None = None, background: np.ndarray | None = None,
-                xlabel: str = "", ylabel: str = "") -> bytes:
-    """2-D points coloured by class with a legend (t-SNE, 2-D codes); optional grey background."""
+                axes: tuple[str, str] = ("", "")) -> bytes:
+    """2-D points coloured by class with a legend (t-SNE, 2-D codes); optional grey background;
+    ``axes``: the x and y axis labels."""
     plt = _plt()
     size = float(np.clip(3000 / max(len(points), 1), 2, 16))  # visible dots for small sets
     fig, ax = plt.subplots(figsize=(7.2, 6.4), dpi=110)
@@ -130,8 +131,8 @@ def scatter_png(points: np.ndarray, labels: np.ndarray | None, title: str,
         ax.legend(markerscale=max(1.0, 12 / size), fontsize=9, loc="center left", bbox_to_anchor=(1.0, 0.5),
                   frameon=False, title="class")
     ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
     ax.set_aspect("equal", adjustable="datalim")
     return _png(fig)
 
@@ -183,7 +184,7 @@ def tsne_embed(x: np.ndarray, seed: int = 0, n_jobs: int = 0) -> np.ndarray:
 
     Iterations tuned on 10 000 MNIST test codes (d = 8) on 2 cores: openTSNE's defaults (250
     early-exaggeration + 500 iterations) take 40 s for a final KL divergence of 2.77; 100 + 250
-    take 12.5 s for 2.89, with the same clusters (docs/performance.md). scikit-learn's Barnes-Hut
+    take 12.5 s for 2.89, with the same clusters (experiments/performance). scikit-learn's Barnes-Hut
     TSNE takes about 48 s here.
     """
     import os

@@ -18,7 +18,7 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "demo": Preset(
-        "a few epochs of the seed's MNIST AAE (d = 8, N(0, I)) that write every artifact",
+        "a few epochs of the original report's MNIST AAE (d = 8, N(0, I)) that write every artifact",
         "about 3 min",
         {"train": {"epochs": 5, "sample_epochs": [0, 1, 2, 5]}},
     ),
@@ -29,7 +29,7 @@ PRESETS: dict[str, Preset] = {
          "train": {"epochs": 150, "sample_epochs": [0, 10, 50, 150], "checkpoint_every": 50}},
     ),
     "unsupervised": Preset(
-        "the seed's MNIST AAE (d = 8, N(0, I) prior, paper sizes), 20 epochs",
+        "the original report's MNIST AAE (d = 8, N(0, I) prior, paper sizes), 20 epochs",
         "about 11 min",
         {"train": {"epochs": 20}},
     ),
@@ -93,7 +93,7 @@ PRESETS: dict[str, Preset] = {
         time,
         # z of 5 dimensions, the balance and warp-consistency terms, and for 16 clusters the
         # interpolation and virtual adversarial terms over 20 epochs: measured in
-        # docs/clustering.md (the paper's recipe: model.y_balance=0 model.y_consistency=0
+        # experiments/clustering (the paper's recipe: model.y_balance=0 model.y_consistency=0
         # model.y_mixup=0 model.y_vat=0)
         {"model": {"class_input": "y", "classes": k, "code_dim": 5, "y_balance": 5.0,
                    "y_consistency": 5.0, "y_mixup": mixup, "y_vat": vat},
@@ -102,9 +102,9 @@ PRESETS: dict[str, Preset] = {
                    "checkpoint_every": 10 if epochs == 20 else 25}},
     ) for k, epochs, mixup, vat, time in (
         (16, 20, 5.0, 5.0, "about 16 min on 2 cores, 22-26 min on one core beside another run "
-                           "(measured, docs/clustering.md)"),
+                           "(measured, experiments/clustering)"),
         (30, 60, 0.0, 0.0, "about 35 min on 2 cores (as 60 epochs of 16 clusters), 61 min on one "
-                           "core beside another run (measured, docs/clustering.md)"))},
+                           "core beside another run (measured, experiments/clustering)"))},
     **{f"reduce-2d{'' if n == 0 else f'-{n}'}": Preset(
         "paper figures 10-11: MNIST reduced to 2-D as W y + z (learned cluster heads kept apart "
         "by a distance penalty), "
@@ -126,8 +126,9 @@ PRESETS: dict[str, Preset] = {
         {"model": {"code_dim": 8}, "prior": {"std": 5.0}, "data": {"validation": 10000},
          "train": {"epochs": 40, "sample_epochs": [0, 1, 10, 40]}},
     ),
-    "seed": Preset(
-        "the seed report's run: 500 epochs, samples at epochs 0 / 100 / 500, t-SNE, latent fit",
+    "unsupervised-500": Preset(
+        "the original report's run: the unsupervised AAE for 500 epochs, samples at epochs "
+        "0 / 100 / 500, t-SNE, latent fit",
         "about 4.5 h",
         {"train": {"epochs": 500, "sample_epochs": [0, 1, 10, 100, 500],
                    "checkpoint_every": 50}},
@@ -135,9 +136,14 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+# former names, kept for one release
+ALIASES = {"seed": "unsupervised-500"}
+
+
 def get(name: str) -> Preset:
+    """The preset ``name`` (or the preset a former name now has)."""
     try:
-        return PRESETS[name]
+        return PRESETS[ALIASES.get(name, name)]
     except KeyError:
         raise AAEError(f"option --preset: unknown preset {name!r}; expected one of "
                        f"{', '.join(PRESETS)} (list them with: aae presets)") from None

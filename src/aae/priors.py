@@ -70,7 +70,7 @@ class Prior:
 
 
 class Gaussian(Prior):
-    """N(mean, diag(std^2)) in ``dim`` dimensions; N(0, I) is the seed's prior."""
+    """N(mean, diag(std^2)) in ``dim`` dimensions; N(0, I) is the original report's prior."""
 
     def __init__(self, dim: int, std: float | list[float] = 1.0, mean: float = 0.0):
         self.dim = dim

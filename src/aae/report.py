@@ -160,17 +160,22 @@ def _variant(cfg: dict) -> str:
     return Capabilities.of(c.model, c.data.labelled).description
 
 
-def build_report(run: str | Path) -> str:
-    """The HTML text of a run's report."""
-    run = Path(run)
-    cfg = _config(run)
-    lines = read_metrics(run)
-    ev = _json(run / "eval.json")
-    latent = _json(run / "latent.json")
+PICTURES = [("tsne.png", "t-SNE of the test codes, coloured by class"),
+            ("latent.png", "per-dimension mean, std and histogram of the test codes against the "
+                           "prior"),
+            ("latent_scatter.png", "2-D test codes (or representations) by class"),
+            ("manifold.png", "the decoder over the prior's support"),
+            ("style.png", "style grid: each row one z, each column one class"),
+            ("clusters.png", "clusters: the decoded cluster, then test images assigned to it"),
+            ("clusters_confident.png", "each cluster's most confident held-out images, the first "
+                                       "of which names it by the paper's rule (aae evaluate "
+                                       "--cluster)")]
+
+
+def _summary(run: Path, cfg: dict, lines: list[dict], latent: dict) -> list[str]:
+    """The page's title, one line of what the run is, and its headline numbers."""
     last = lines[-1] if lines else {}
-    name = run.resolve().name
-    m, t = cfg.get("model", {}), cfg.get("train", {})
-    what = _variant(cfg)
+    t = cfg.get("train", {})
     cards = [("epochs trained", f"{last.get('epoch', 0)} / {t.get('epochs', '?')}"),
              ("training time", f"{last.get('elapsed', 0) / 60:.1f} min"),
              ("images/s (last epoch)", f"{last.get('images_per_s', 0):.0f}")]
@@ -183,17 +188,23 @@ def build_report(run: str | Path) -> str:
             cards.append((label, f"{100 * last[key]:.2f}%"))
     dataset = html.escape(str(cfg.get("data", {}).get("dataset")))
     prior = html.escape(str(cfg.get("prior", {}).get("name")))
-    body = [f"<h1>{html.escape(name)}</h1>",
-            f'<div class="sub">{html.escape(what)} on {dataset}, code dimension '
-            f"{m.get('code_dim')}, prior {prior}; report written "
+    return [f"<h1>{html.escape(run.resolve().name)}</h1>",
+            f'<div class="sub">{html.escape(_variant(cfg))} on {dataset}, code dimension '
+            f"{cfg.get('model', {}).get('code_dim')}, prior {prior}; report written "
             f"{_dt.datetime.now().isoformat(timespec='seconds')}</div>",
             _cards(cards)]
 
+
+def _pictures(run: Path, lines: list[dict]) -> list[str]:
+    """Sample grids over training, curves, and every picture the run has."""
+    body = []
+    name = run.resolve().name
     grids = sorted((int(mt.group(1)), p) for p in (run / "samples").glob("epoch_*.png")
                    if (mt := re.fullmatch(r"epoch_(\d+)\.png", p.name)))
     if grids:
         body.append("<h2>Decoder samples over training</h2><p>The same prior draws decoded at each "
-                    "epoch (the seed report's epoch 0 / 100 / 500 table).</p><div class=\"timeline\">")
+                    "epoch (the original report's epoch 0 / 100 / 500 table).</p>"
+                    "<div class=\"timeline\">")
         body += [_file_img(p, f"epoch {e}") for e, p in grids]
         body.append("</div>")
     if lines:
@@ -203,23 +214,20 @@ def build_report(run: str | Path) -> str:
         body.append(_img(plots.curves_png(_curve_panels({name: lines}, "elapsed"),
                                           "training seconds"), "curves over time",
                          "over wall-clock training time"))
-    pictures = [("tsne.png", "t-SNE of the test codes, coloured by class"),
-                ("latent.png", "per-dimension mean, std and histogram of the test codes against "
-                               "the prior"),
-                ("latent_scatter.png", "2-D test codes (or representations) by class"),
-                ("manifold.png", "the decoder over the prior's support"),
-                ("style.png", "style grid: each row one z, each column one class"),
-                ("clusters.png", "clusters: the decoded cluster, then test images assigned to it"),
-                ("clusters_confident.png", "each cluster's most confident held-out images, the "
-                                           "first of which names it by the paper's rule "
-                                           "(aae evaluate --cluster)")]
-    present = [(f, c) for f, c in pictures if (run / f).is_file()]
+    present = [(f, c) for f, c in PICTURES if (run / f).is_file()]
     if present:
         body.append("<h2>What the model learned</h2>")
         body += [_file_img(run / f, c) for f, c in present]
+    return body
+
+
+def _numbers(run: Path, cfg: dict, lines: list[dict], latent: dict) -> list[str]:
+    """Latent fit, evaluation, configuration, timing and hardware tables."""
+    body = []
     if latent:
         rows = [(k, v) for k, v in flatten(latent).items() if not isinstance(v, list) or len(v) <= 12]
         body.append("<h2>Latent fit (latent.json)</h2>" + _table(rows))
+    ev = _json(run / "eval.json")
     if ev:
         body.append("<h2>Evaluation (eval.json)</h2>")
         for metric, res in ev.items():
@@ -232,6 +240,7 @@ def build_report(run: str | Path) -> str:
                 + _table(config_diff(cfg), ("option", "value")))
     ck = sorted((run / "checkpoints").glob("*.json"))
     meta = _json(ck[-1]) if ck else {}
+    last, t = (lines[-1] if lines else {}), cfg.get("train", {})
     body.append("<h2>Timing and hardware</h2>" + _table([
         ("training seconds", last.get("elapsed")), ("mean seconds per epoch",
          sum(ln.get("seconds", 0) for ln in lines) / max(len(lines), 1)),
@@ -239,7 +248,18 @@ def build_report(run: str | Path) -> str:
         ("threads", t.get("threads") or "torch default"),
         ("machine", f"{platform.machine()} {platform.processor()}".strip()),
         ("python", platform.python_version())]))
-    return _page(f"aae run {name}", "\n".join(body))
+    return body
+
+
+def build_report(run: str | Path) -> str:
+    """The HTML text of a run's report."""
+    run = Path(run)
+    cfg = _config(run)
+    lines = read_metrics(run)
+    latent = _json(run / "latent.json")
+    body = [*_summary(run, cfg, lines, latent), *_pictures(run, lines),
+            *_numbers(run, cfg, lines, latent)]
+    return _page(f"aae run {run.resolve().name}", "\n".join(body))
 
 
 def write_report(run: str | Path) -> Path:

@@ -1,6 +1,7 @@
-"""Regenerate the result tables of docs/outliers.md from the experiment's results.jsonl files.
+"""Regenerate the result tables of README.md beside this script from results.jsonl files.
 
-    .venv/bin/python bench/outliers_doc.py experiments/outliers/screen experiments/outliers/followup
+    .venv/bin/python experiments/outliers/tables.py experiments/outliers/screen \\
+        experiments/outliers/followup
 
 Every table between the markers ``<!-- tables:NAME -->`` and ``<!-- /tables:NAME -->`` is
 rewritten: NAME ``screen`` gets the headline table of every (outlier type, eps) of the first
@@ -14,10 +15,11 @@ import re
 import sys
 from pathlib import Path
 
-from aae.fileio import atomic_write_text
-from aae.outliers import headline, read_results
+from grid import headline, read_results
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "outliers.md"
+from aae.fileio import atomic_write_text
+
+DOC = Path(__file__).resolve().parent / "README.md"
 
 
 def tables(results: list[dict], arms: set[str] | None = None) -> str:

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# One session on a lent GPU (the numbers in docs/performance.md and README that name a GPU): the
+# One round on a GPU (the numbers in experiments/performance/README.md and README that name a GPU): the
 # CUDA tests, the throughput bench on the GPU, then the full-length presets side by side on the one
 # GPU until a deadline, their run folders (no checkpoints, TensorBoard or HTML) packed into
 # $OUT/{semi,cluster,swiss,seed}.tgz.
 #
-#   OUT=/tmp/out DEADLINE_S=540 bash bench/gpu_session.sh
+#   OUT=/tmp/out DEADLINE_S=540 bash experiments/gpu-runs/gpu_session.sh
 #
 # Runs from the repository root with the machine's own python3 and torch; MNIST from
 # $AAE_DATA_DIR (default .devdata/, a copy of the IDX files); wheels in .whl/ are installed first
@@ -100,7 +100,7 @@ train() {  # name, then aae train arguments
 PIDS=()
 running() { for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
 if [ "${RUNSET:-presets}" = cluster ]; then
-    # seeds of the 16-cluster preset at three weights of the interpolation term (docs/clustering.md)
+    # seeds of the 16-cluster preset at three weights of the interpolation term (experiments/clustering/README.md)
     for w in ${WEIGHTS:-5 10 20}; do
         for s in ${SEEDS:-0 1 2 3}; do
             # shellcheck disable=SC2086  # EXTRA: more --set options, split on spaces

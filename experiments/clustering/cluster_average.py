@@ -1,12 +1,13 @@
 """Clustering errors of a run's saved checkpoints and of their weight average.
 
-    AAE_DATA_DIR=../shared/data .venv/bin/python bench/cluster_average.py RUN EPOCH [EPOCH ...]
+    AAE_DATA_DIR=../shared/data .venv/bin/python experiments/clustering/cluster_average.py \\
+        RUN EPOCH [EPOCH ...]
 
 For each listed epoch's checkpoint (RUN/checkpoints/epoch_NNNN, verified as on resume) and for
 the plain average of their model weights (what an averaged or EMA copy of the weights would
 evaluate): the paper's rule and the majority vote (mappings chosen on the run's validation split,
 errors on the test split, as ``aae evaluate --cluster``) and NMI. A question for the 16-cluster
-preset: is the rule's miss a matter of noisy final weights (docs/clustering.md)?
+preset: is the rule's miss a matter of noisy final weights (experiments/clustering/README.md)?
 """
 
 from __future__ import annotations

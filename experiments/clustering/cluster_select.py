@@ -1,8 +1,8 @@
 """Label-free scores of finished clustering runs against their clustering error.
 
-    AAE_DATA_DIR=../shared/data .venv/bin/python bench/cluster_select.py RUN [RUN ...]
+    AAE_DATA_DIR=../shared/data .venv/bin/python experiments/clustering/cluster_select.py RUN [RUN ...]
 
-A question for the 16-cluster preset (docs/clustering.md): its error depends on the start (the
+A question for the 16-cluster preset (experiments/clustering/README.md): its error depends on the start (the
 seed), so could a user train a few starts and keep one, without labels? For each run (its last
 checkpoint, verified as on resume) this computes, on the run's validation images and without
 their labels:

@@ -1,7 +1,7 @@
 """A table of clustering runs that differ in seed and one setting, from their metrics.jsonl.
 
-    .venv/bin/python bench/sweep_table.py --key model.y_mixup --bar 0.15 \
-        --jsonl docs/results/h200-cluster16-sweep.jsonl RUN [RUN ...]
+    .venv/bin/python experiments/clustering/sweep_table.py --key model.y_mixup --bar 0.15 \
+        --jsonl experiments/clustering/results/gpu/cluster16-sweep.jsonl RUN [RUN ...]
 
 Per run: the setting's value (from the run's config.toml), its seed, the last epoch's clustering
 errors (the paper's rule and the majority vote, on the test split as training logs them), NMI and

@@ -1,6 +1,7 @@
 """Train the paper's figure 2-4 presets and record each prior's fit before and after training.
 
-    AAE_DATA_DIR=../shared/data .venv/bin/python bench/figures.py --limit 30000 --out runs/figures
+    AAE_DATA_DIR=../shared/data .venv/bin/python experiments/paper-figures/figures.py \\
+        --limit 30000 --out runs/figures
 
 For every preset: MMD^2 between the test codes and prior samples for the untrained model (the
 epoch-0 checkpoint) and the trained one, and, with labels, the share of each digit's test codes on
@@ -16,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/results.py
+from results import finished, record  # noqa: E402
+
 from aae import checkpoint as ckpt
 from aae import data as data_mod
 from aae import presets
@@ -24,7 +27,6 @@ from aae.config import resolve
 from aae.metrics import latent_fit
 from aae.runs import build_model, load_weights
 from aae.training import Trainer
-from results import finished, record  # noqa: E402
 
 PRESETS = ["fig2-gaussian", "fig2-mixture", "fig2-swissroll", "fig3-mixture", "fig3-swissroll",
            "fig4-mixture", "fig4-swissroll"]

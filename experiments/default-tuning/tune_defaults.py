@@ -1,6 +1,6 @@
 """Compare optimizer recipes for the unsupervised MNIST AAE: reconstruction vs prior fit.
 
-    AAE_DATA_DIR=../shared/data .venv/bin/python bench/tune_defaults.py --out runs/tune
+    AAE_DATA_DIR=../shared/data .venv/bin/python experiments/default-tuning/tune_defaults.py --out runs/tune
 
 Each recipe trains the paper-sized model (d = 8, N(0, I)) on the first LIMIT training images for
 EPOCHS epochs and records the test reconstruction MSE, the prior fit of the test codes (MMD^2, the
@@ -16,12 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/results.py
 import torch
+from results import finished, record  # noqa: E402
 
 from aae.config import resolve
-from aae.training import Trainer, recon_loss
-from results import finished, record  # noqa: E402
+from aae.training import Trainer
 
 RECIPES = {
     # learning rates of the three phases (reconstruction / discriminator / encoder as generator),
@@ -63,7 +63,7 @@ def main() -> None:
         fit = json.loads((out / f"recipe{i}" / "latent.json").read_text())
         with torch.no_grad():
             x = t.data.test_x
-            rec = float(recon_loss(t.model, t.model.decode_logits(t.model.encode_all(x)), x, "mse"))
+            rec = float(t.model.recon_loss(t.model.decode_logits(t.model.encode_all(x)), x, "mse"))
         last = json.loads((out / f"recipe{i}" / "metrics.jsonl").read_text().splitlines()[-1])
         row = {"recipe": name, "sets": sets, "epochs": a.epochs, "limit": a.limit,
                "test_mse": rec, "mmd2": fit["mmd2"], "max_abs_mean": max(map(abs, fit["mean"])),

@@ -1,6 +1,6 @@
 """Watch an unsupervised clustering AAE learn: cluster use, sharpness and errors every 200 steps.
 
-    AAE_DATA_DIR=../shared/data .venv/bin/python bench/cluster_diag.py OUT.jsonl \
+    AAE_DATA_DIR=../shared/data .venv/bin/python experiments/clustering/cluster_diag.py OUT.jsonl \
         [--clusters 16] [--steps 1400] [--set model.y_balance=1 ...]
 
 Starts from the cluster-K preset with any ``--set`` overrides, trains on the first 50 000 MNIST
@@ -8,7 +8,7 @@ training images with one thread, and every 200 steps writes one JSON line: recon
 the paper-rule and majority-vote errors (mapping chosen on 3 000 held-out training images, scored
 on 3 000 test images), NMI, how many clusters the test images use, the mean largest q(y|x), the
 categorical discriminator's mean output on prior samples and on codes, and the cluster sizes.
-This is how the clustering defaults were chosen (docs/clustering.md).
+This is how the clustering defaults were chosen (experiments/clustering/README.md).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from aae import presets
 from aae.clustering import cluster_scores, log_odds
 from aae.config import resolve
 from aae.runs import build_model
-from aae.training import build_optimizers, train_step
+from aae.step import Step
 
 
 def main() -> None:
@@ -45,16 +45,15 @@ def main() -> None:
     xv, yv = d.train_x[50000:53000], d.train_y[50000:53000].numpy()
     xt, yt = d.test_x[:3000], d.test_y[:3000].numpy()
     model = build_model(cfg, d.image_shape)
-    opts = build_optimizers(model, cfg)
-    prior_gen, order_gen = torch.Generator().manual_seed(1), torch.Generator().manual_seed(0)
+    step_fn = Step.from_config(model, cfg)  # the run's step: every option of the config
+    order_gen = torch.Generator().manual_seed(0)
     check_gen = torch.Generator().manual_seed(9)
     b, k, step, acc, t0 = cfg.train.batch_size, a.clusters, 0, [], time.time()
     with open(a.out, "w") as out:
         while step < a.steps:
             perm = torch.randperm(len(x), generator=order_gen)
             for i in range(0, len(x) - b + 1, b):
-                s, _ = train_step(model, opts, x[perm[i:i + b]], prior_gen, cfg.train.recon_loss,
-                                  input_noise=cfg.train.input_noise)
+                s, _ = step_fn(x[perm[i:i + b]])
                 acc.append(s)
                 step += 1
                 if step % 200 == 0:

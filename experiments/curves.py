@@ -1,7 +1,8 @@
 """Draw error curves against training time from metrics.jsonl files (README's learning curves).
 
-    .venv/bin/python bench/curves.py --out docs/img/semi_curves.png --key test_error \\
-        docs/results/semi-100.metrics.jsonl docs/results/semi-1000.metrics.jsonl
+    .venv/bin/python experiments/curves.py --out docs/img/semi_curves.png --key test_error \\
+        experiments/semi-supervised/results/semi-100.metrics.jsonl \\
+        experiments/semi-supervised/results/semi-1000.metrics.jsonl
 
 Several ``--key`` values draw one panel per key (e.g. both clustering errors), a file keeping
 its colour across panels.
