@@ -68,6 +68,7 @@ def test_bad_options(tmp_path, args, needle):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_train_sample_encode_plot(tmp_path):
     run = tmp_path / "run"
     r = aae("train", "--dataset", "digits", "--epochs", 2, "--out", run, "--quiet", *SMALL)

@@ -120,6 +120,7 @@ def test_more_clusters_than_classes_trains_and_is_scored(split_data, tmp_path, m
         assert (tmp_path / "r" / "latent_scatter.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_evaluate_cluster_on_a_saved_run(tmp_path):
     import subprocess
     import sys

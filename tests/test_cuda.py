@@ -20,6 +20,7 @@ from conftest import tiny_config, toy_data, weights_after_steps
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
+@pytest.mark.slow
 def test_bf16_run_on_cpu(tmp_path):
     """bf16 autocast is a run-time choice on the CPU too: the run trains and logs finite losses."""
     Trainer(tiny_config(precision="bf16"), tmp_path / "run", data=toy_data(), quiet=True).fit()

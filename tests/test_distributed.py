@@ -26,6 +26,7 @@ def _env():
     return env
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     r = subprocess.run([sys.executable, "-m", "aae", *ARGS, "--out", str(single)], env=_env(),
@@ -63,6 +64,7 @@ def test_batch_must_split_over_processes(tiny_data, tmp_path, monkeypatch):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker processes in /proc")
 def test_interrupted_processes_resume_to_the_same_metrics(tmp_path):
     """SIGTERM to both workers mid-run: rank 0 saves every rank's partial-epoch sums, both exit

@@ -55,6 +55,7 @@ def test_frechet_distance():
     assert frechet_distance(a, b + 2.0) == pytest.approx(16.0, rel=0.05)
 
 
+@pytest.mark.slow
 def test_evaluate_run_writes_eval_json(tiny_data, tmp_path, monkeypatch):
     import json
 

@@ -147,6 +147,7 @@ def test_shard_split_routes_each_shard_to_its_discriminator(tiny_data, tmp_path)
     assert sum(len(s) for s in seen) == 240 and len(set().union(*seen)) == 240
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [
     {"disc_aggregate": "median"},
     {"disc_aggregate": "dropout", "group_split": "shard"},

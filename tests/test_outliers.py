@@ -93,6 +93,7 @@ def test_score_bad_input_is_one_line(toy_run, tmp_path, make, args, needle):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_experiment_resumes_without_redoing_cells(tmp_path):
     data = write_idx_set(tmp_path / "mnist", n_train=400, n_test=60)
     out = tmp_path / "ex"

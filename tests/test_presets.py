@@ -22,6 +22,7 @@ def _fake_svhn(folder):
                                 "y": (np.arange(n) % 10 + 1).reshape(-1, 1)})
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not has_real_mnist(), reason="no real MNIST in ../shared/data")
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_preset_trains_one_epoch_on_a_subset(name, tmp_path):

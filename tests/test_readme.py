@@ -2,9 +2,12 @@
 
 import re
 
+import pytest
+
 from conftest import ROOT
 
 
+@pytest.mark.slow
 def test_readme_python_example(tmp_path, monkeypatch):
     text = (ROOT / "README.md").read_text()
     (code,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)

@@ -47,6 +47,7 @@ def _wait_for_epoch(run, epoch, proc, timeout=120):
     raise AssertionError("training made no progress")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_run_resumes_bit_for_bit(tmp_path, sig):
     full, cut = tmp_path / "full", tmp_path / "cut"

@@ -78,6 +78,7 @@ def test_classification_error_on_known_answers():
         classification_error(pred, torch.tensor([0]))
 
 
+@pytest.mark.slow
 def test_evaluate_classify_matches_the_model(tmp_path):
     run = train_toy_cli(tmp_path, "--labelled", "30", "--set", "model.class_input=y",
                         "--set", "model.classes=3", "--set", "data.validation=40")

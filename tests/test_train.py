@@ -67,6 +67,7 @@ def test_generator_phase_leaves_decoder_and_discriminator(tiny_data, tiny_cfg):
     assert moved == {"encoder"}
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights(tiny_data, tmp_path):
     a = Trainer(tiny_config(), tmp_path / "a", data=tiny_data, quiet=True)
     a.fit()
@@ -91,6 +92,7 @@ def _final_tensors(run):
     return tensors, meta
 
 
+@pytest.mark.slow
 def test_resume_after_epochs_is_exact(tiny_data, tmp_path):
     Trainer(tiny_config(epochs=3), tmp_path / "full", data=tiny_data, quiet=True).fit()
     Trainer(tiny_config(epochs=1), tmp_path / "cut", data=tiny_data, quiet=True).fit()
