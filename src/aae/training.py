@@ -155,7 +155,7 @@ class Trainer:
         dt = time.perf_counter() - t0
         s.epoch_seconds += dt
         s.elapsed += dt
-        self._check_divergence(self.shard.all_max(bad), epoch)
+        check_finite(self.shard.all_max(bad), epoch, self.out)
         if self._stop is not None and s.step_in_epoch < steps:
             # the partial epoch's sums of every rank go into the checkpoint (rank 0 writes their
             # total; on resume rank 0 takes it and the others start from zero)
@@ -164,7 +164,7 @@ class Trainer:
                 self.checkpoints.save(t)
             self._interrupted(f"saved epoch {epoch} at step {s.step_in_epoch}/{steps}")
         s.epoch, s.step_in_epoch = epoch, 0
-        line = self._metrics_line(epoch, steps * self.cfg.train.batch_size)
+        line = metrics_line(self.t, self.shard, epoch, steps * self.cfg.train.batch_size)
         for h in self.hooks:
             h.epoch_end(self, line)
         if self.shard.world > 1 and self.shard.any(self._stop is not None, self.device):
@@ -216,31 +216,35 @@ class Trainer:
         raise Interrupted(f"{name}: {what} to {self.out / 'checkpoints'}; continue with: "
                           f"aae train --resume {self.out}", self._stop)
 
-    def _check_divergence(self, bad: torch.Tensor, epoch: int) -> None:
-        for phase, step in zip(("reconstruction", "discriminator", "encoder (generator)"),
-                               bad.tolist()):
-            if step >= 0:
-                raise DivergenceError(
-                    f"the {phase} loss became NaN or infinite at epoch {epoch}, step {step}; "
-                    f"the last good checkpoint in {self.out / 'checkpoints'} is kept; lower the "
-                    "learning rates and resume or start again")
+def check_finite(bad: torch.Tensor, epoch: int, run: Path) -> None:
+    """Raise :class:`DivergenceError` naming the first phase whose loss was not finite (``bad``:
+    the first such step per phase, -1 for none)."""
+    for phase, step in zip(("reconstruction", "discriminator", "encoder (generator)"),
+                           bad.tolist()):
+        if step >= 0:
+            raise DivergenceError(
+                f"the {phase} loss became NaN or infinite at epoch {epoch}, step {step}; "
+                f"the last good checkpoint in {run / 'checkpoints'} is kept; lower the "
+                "learning rates and resume or start again")
 
-    def _metrics_line(self, epoch: int, images: int) -> dict[str, Any]:
-        t, s, shard = self.t, self.t.state, self.shard
-        total = shard.all_sum(t.sums.t).double().cpu()  # summed over ranks: [0] = world x steps
-        m = t.sums.means(total)
-        count = max(float(total[0]), 1.0) * (self.cfg.train.batch_size // shard.world)
-        mean, std = t.sums.code_moments(total, count)
-        line = {"epoch": epoch, "step": s.global_step, **{k: m[k] for k in m if k != "loss_classify"},
-                "disc_acc": (m["disc_acc_prior"] + m["disc_acc_code"]) / 2,
-                "seconds": s.epoch_seconds, "images_per_s": images / max(s.epoch_seconds, 1e-9),
-                "elapsed": s.elapsed, "code_mean": mean, "code_std": std,
-                "lr": {ph: opt.param_groups[0]["lr"] for ph, opt in t.opts.items()}}
-        if self.model.caps.classify:
-            line["loss_classify"] = m["loss_classify"]
-        if shard.world > 1:
-            line.update(processes=shard.world, replicas_equal=shard.replicas_equal(self.model))
-        return line
+
+def metrics_line(t: Training, shard, epoch: int, images: int) -> dict[str, Any]:
+    """The epoch's metrics, by name, from its sums over every process."""
+    s = t.state
+    total = shard.all_sum(t.sums.t).double().cpu()  # summed over ranks: [0] = world x steps
+    m = t.sums.means(total)
+    count = max(float(total[0]), 1.0) * (t.cfg.train.batch_size // shard.world)
+    mean, std = t.sums.code_moments(total, count)
+    line = {"epoch": epoch, "step": s.global_step, **{k: m[k] for k in m if k != "loss_classify"},
+            "disc_acc": (m["disc_acc_prior"] + m["disc_acc_code"]) / 2,
+            "seconds": s.epoch_seconds, "images_per_s": images / max(s.epoch_seconds, 1e-9),
+            "elapsed": s.elapsed, "code_mean": mean, "code_std": std,
+            "lr": {ph: opt.param_groups[0]["lr"] for ph, opt in t.opts.items()}}
+    if t.model.caps.classify:
+        line["loss_classify"] = m["loss_classify"]
+    if shard.world > 1:
+        line.update(processes=shard.world, replicas_equal=shard.replicas_equal(t.model))
+    return line
 
 
 def _progress(steps: int, epoch: int, epochs: int, start: int, quiet: bool):
