@@ -54,7 +54,7 @@ def test_negative_epochs(tmp_path):
 
 @pytest.mark.parametrize("args, needle", [
     (["--preset", "nope"], "demo"),
-    (["--dataset", "cifar-1000"], "mnist, fashion-mnist, svhn, digits"),
+    (["--dataset", "cifar-1000"], "mnist, fashion-mnist, colored-mnist, svhn, digits"),
     (["--set", "prior.name=banana"], "gaussian"),
     (["--batch-size", "0"], "train.batch_size"),
     (["--batch-size", "5000"], "larger than"),

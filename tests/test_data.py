@@ -183,7 +183,7 @@ def test_image_folder(tmp_path):
 
 
 def test_unknown_dataset_lists_choices():
-    with pytest.raises(AAEError, match="mnist, fashion-mnist, svhn, digits"):
+    with pytest.raises(AAEError, match="mnist, fashion-mnist, colored-mnist, svhn, digits"):
         data.load("cifar-1000")
 
 

@@ -58,8 +58,8 @@ def write_progress(run: Path) -> None:
     found.sort()
     grids = []
     for e, p in found:
-        with Image.open(p) as im:
-            grids.append((e, np.asarray(im.convert("L"))))
+        with Image.open(p) as im:  # greyscale stays L, colour stays RGB
+            grids.append((e, np.asarray(im.convert("L" if im.mode in ("L", "1") else "RGB"))))
     if grids:
         title = "decoder samples from the same 100 prior draws"
         atomic_write_bytes(run / "samples" / "progress.png", plots.progress_png(grids, title))

@@ -45,7 +45,8 @@ def _add_train(sub) -> None:
     t.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_const", const=False,
                    default=None, help="on CUDA, run the step eagerly instead of replaying it as "
                                       "one captured CUDA graph")
-    t.add_argument("--dataset", help="mnist | fashion-mnist | digits | PATH (.npy/.npz or folder)")
+    t.add_argument("--dataset", help="mnist | fashion-mnist | colored-mnist | svhn | digits | "
+                                     "PATH (.npy/.npz or folder)")
     t.add_argument("--data-dir", metavar="DIR", help="where the IDX files are")
     t.add_argument("--limit", type=int, metavar="N", help="train on the first N training images")
     t.add_argument("--prior", help="gaussian | uniform | mixture | swiss_roll | package.module:attr")

@@ -31,17 +31,29 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 @dataclass
 class DataConfig:
-    dataset: str = "mnist"  # mnist | fashion-mnist | digits | a path to .npy/.npz or an image folder
+    # mnist | fashion-mnist | colored-mnist | svhn | digits | a path to .npy/.npz or an image folder
+    dataset: str = "mnist"
     data_dir: str = ""  # "" = the look-up order of aae.data (AAE_DATA_DIR, cache, /usr/share/datasets)
     limit: int = 0  # train on the first N training images; 0 = all
     labelled: int = -1  # label conditioning: keep labels on N class-balanced images; -1 = all
     validation: int = 0  # hold the last N training images out as a validation split
     download: bool = True  # fetch missing IDX files from the official mirrors (MD5-verified)
+    image_size: list[int] = field(default_factory=list)  # [H, W]: resize on load; [] = as stored
+    channels: int = 0  # 1 or 3: convert on load (luminance / grey repeated); 0 = as stored
+    test_fraction: float = 0.1  # a user's own files: the share held out as the test split
 
 
 @dataclass
 class ModelConfig:
     code_dim: int = 8  # d, the size of z (paper appendix A.1: 8 on MNIST)
+    # the encoder and decoder family: mlp (the paper's, over flattened pixels; *_hidden below) |
+    # conv (DCGAN-style stride-2 convolutions down and transposed convolutions up; conv_widths)
+    arch: str = "mlp"
+    conv_widths: list[int] = field(default_factory=lambda: [32, 64])  # conv: channels per stage
+    # your own networks: "package.module:factory" (protocol in aae.nets); "" = model.arch's
+    encoder: str = ""
+    decoder: str = ""
+    discriminator: str = ""
     encoder_hidden: list[int] = field(default_factory=lambda: [1000, 1000])
     decoder_hidden: list[int] = field(default_factory=lambda: [1000, 1000])
     disc_hidden: list[int] = field(default_factory=lambda: [1000, 1000])
@@ -279,7 +291,12 @@ def _validate(cfg: Config) -> None:
 
 def _validate_train(cfg: Config) -> None:
     """The train and data sections."""
-    t = cfg.train
+    t, d = cfg.train, cfg.data
+    need(not d.image_size or (len(d.image_size) == 2 and all(0 < v <= 4096 for v in d.image_size)),
+         "data.image_size", "[height, width] in pixels (1 to 4096), or [] to keep the size",
+         d.image_size)
+    need(d.channels in (0, 1, 3), "data.channels", "1, 3, or 0 to keep the data's", d.channels)
+    need(0 < d.test_fraction < 1, "data.test_fraction", "a fraction in (0, 1)", d.test_fraction)
     need(t.epochs >= 0, "train.epochs (--epochs)", "an integer >= 0", t.epochs)
     need(t.batch_size > 0, "train.batch_size", "an integer > 0", t.batch_size)
     need(t.checkpoint_every > 0, "train.checkpoint_every", "an integer > 0", t.checkpoint_every)
@@ -299,6 +316,19 @@ def _validate_train(cfg: Config) -> None:
 def _validate_model(cfg: Config) -> None:
     """The networks and the posterior."""
     m = cfg.model
+    need(m.arch in ("mlp", "conv"), "model.arch", "one of mlp, conv", m.arch)
+    need(bool(m.conv_widths) and all(c > 0 for c in m.conv_widths), "model.conv_widths",
+         "one or more channel counts > 0", m.conv_widths)
+    for part in ("encoder", "decoder", "discriminator"):
+        path = getattr(m, part)
+        need(not path or (":" in path and all(path.partition(":")[::2])), f"model.{part}",
+             "package.module:factory, or empty", path)
+    need(m.posterior != "universal" or (m.arch == "mlp" and not m.encoder), "model.posterior",
+         "deterministic or gaussian unless model.arch is mlp with the built-in encoder (the "
+         "universal posterior appends noise to the flattened image)", m.posterior)
+    need(not m.discriminator or m.disc_groups == 1 or m.disc_shared, "model.discriminator",
+         "empty when model.disc_groups > 1 (grouped discriminators are stacked MLPs; or set "
+         "model.disc_shared = true)", m.discriminator)
     need(m.code_dim > 0, "model.code_dim", "an integer > 0", m.code_dim)
     for name in ("encoder_hidden", "decoder_hidden", "disc_hidden"):
         sizes = getattr(m, name)

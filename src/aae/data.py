@@ -74,7 +74,7 @@ CLASS_NAMES = {
     "fashion-mnist": ["T-shirt", "Trouser", "Pullover", "Dress", "Coat",
                       "Sandal", "Shirt", "Sneaker", "Bag", "Boot"],
 }
-BUILTIN = ("mnist", "fashion-mnist", "svhn", "digits")
+BUILTIN = ("mnist", "fashion-mnist", "colored-mnist", "svhn", "digits")
 MAX_IDX_BYTES = 2**31  # larger than any image set this library is meant for: refuse, don't allocate
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -364,7 +364,8 @@ def _as_labels(a: np.ndarray | None, n: int, where: str) -> torch.Tensor | None:
 
 def _split(name: str, x: torch.Tensor, y: torch.Tensor | None, source: str,
            class_names: list[str] | None = None, test_fraction: float = 0.1) -> ImageData:
-    """Hold out a fixed, seed-independent tenth of a user's data as the test split."""
+    """Hold out a fixed, seed-independent ``test_fraction`` of a user's data (``data.test_fraction``,
+    a tenth by default) as the test split."""
     n = len(x)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(1234))
     n_test = max(1, int(round(n * test_fraction))) if n > 1 else 0
@@ -396,13 +397,11 @@ def read_array(path: Path, extra: tuple[str, ...] = ()) -> tuple[torch.Tensor, t
         return x, y, {k: obj[k] for k in extra if k in keys}
 
 
-def load_array(path: Path) -> ImageData:
-    x, y, _ = read_array(path)
-    return _split(path.stem, x, y, str(path))
-
-
-def read_folder(path: Path) -> tuple[torch.Tensor, torch.Tensor | None, list[str] | None, list[Path]]:
-    """Images (in file order), labels and class names (one sub-folder per class, or None), files."""
+def read_folder(path: Path, size: tuple[int, int] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None, list[str] | None, list[Path]]:
+    """Images (in file order), labels and class names (one sub-folder per class, or None), files.
+    With ``size`` (H, W) every image is resized to it (antialiased), so a folder of mixed sizes
+    loads; without, they must share one size."""
     from PIL import Image, UnidentifiedImageError
 
     subdirs = sorted(p for p in path.iterdir() if p.is_dir())
@@ -415,7 +414,7 @@ def read_folder(path: Path) -> tuple[torch.Tensor, torch.Tensor | None, list[str
     if not groups and not loose:
         raise AAEError(f"{path}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     files = [(f, i) for i, (_, fs) in enumerate(groups) for f in fs] or [(f, -1) for f in loose]
-    images, size, mode = [], None, None
+    images, first, mode = [], None, None
     for f, _ in files:
         try:
             with Image.open(f) as im:
@@ -423,11 +422,14 @@ def read_folder(path: Path) -> tuple[torch.Tensor, torch.Tensor | None, list[str
                 m = "L" if im.mode in ("1", "L", "I;16", "I", "F", "LA") else "RGB"
                 mode = mode or m
                 im = im.convert(mode)
-                if size is None:
-                    size = im.size
-                elif im.size != size:
+                if size is not None and im.size != (size[1], size[0]):
+                    im = im.resize((size[1], size[0]), Image.Resampling.LANCZOS)
+                if first is None:
+                    first = im.size
+                elif im.size != first:
                     raise AAEError(f"{f}: size {im.size[0]}x{im.size[1]} differs from the first "
-                                   f"image's {size[0]}x{size[1]}; resize the folder to one size")
+                                   f"image's {first[0]}x{first[1]}; set data.image_size = [H, W] "
+                                   "to resize them on load")
                 images.append(np.asarray(im))
         except (UnidentifiedImageError, OSError) as e:
             raise AAEError(f"{f}: not a readable image ({e})") from None
@@ -436,32 +438,34 @@ def read_folder(path: Path) -> tuple[torch.Tensor, torch.Tensor | None, list[str
     return x, y, [n for n, _ in groups] if groups else None, [f for f, _ in files]
 
 
-def load_folder(path: Path) -> ImageData:
-    x, y, names, _ = read_folder(path)
-    return _split(path.name, x, y, str(path), names)
-
-
-def load(dataset: str, data_dir: str | Path | None = None, limit: int = 0,
-         allow_download: bool = True, validation: int = 0) -> ImageData:
-    """Load a dataset by name or path. ``validation`` holds the last N training images out as a
-    validation split; ``limit`` then keeps the first N of the remaining training images."""
+def _source(dataset: str, data_dir: str | Path | None, allow_download: bool, dc=None) -> ImageData:
+    """The dataset by name or path, split into train and test as it comes (files of a user's
+    own: ``data.test_fraction`` of them held out)."""
+    frac = 0.1 if dc is None else dc.test_fraction
+    size = None if dc is None or not dc.image_size else tuple(dc.image_size)
     if dataset in ("mnist", "fashion-mnist"):
-        data = load_idx_dataset(dataset, data_dir, allow_download)
-    elif dataset == "svhn":
-        data = load_svhn(data_dir, allow_download)
-    elif dataset == "digits":
-        data = load_digits()
-    else:
-        path = Path(dataset)
-        if not path.exists():
-            raise AAEError(f"unknown dataset {dataset!r}: expected one of {', '.join(BUILTIN)}, "
-                           "or a path to a .npy/.npz file or an image folder")
-        if path.is_dir():
-            data = load_folder(path)
-        elif path.suffix in (".npy", ".npz"):
-            data = load_array(path)
-        else:
-            raise AAEError(f"dataset {path}: expected a .npy/.npz file or a folder of images")
+        return load_idx_dataset(dataset, data_dir, allow_download)
+    if dataset == "colored-mnist":
+        return colored_mnist(load_idx_dataset("mnist", data_dir, allow_download))
+    if dataset == "svhn":
+        return load_svhn(data_dir, allow_download)
+    if dataset == "digits":
+        return load_digits()
+    path = Path(dataset)
+    if not path.exists():
+        raise AAEError(f"unknown dataset {dataset!r}: expected one of {', '.join(BUILTIN)}, "
+                       "or a path to a .npy/.npz file or an image folder")
+    if path.is_dir():
+        x, y, names, _ = read_folder(path, size)
+        return _split(path.name, x, y, str(path), names, frac)
+    if path.suffix in (".npy", ".npz"):
+        x, y, _ = read_array(path)
+        return _split(path.stem, x, y, str(path), test_fraction=frac)
+    raise AAEError(f"dataset {path}: expected a .npy/.npz file or a folder of images")
+
+
+def _holdout(data: ImageData, validation: int, limit: int) -> ImageData:
+    """Hold the last ``validation`` training images out, then keep the first ``limit``."""
     if validation:
         n = len(data.train_x)
         if validation >= n:
@@ -479,9 +483,71 @@ def load(dataset: str, data_dir: str | Path | None = None, limit: int = 0,
     return data
 
 
+def load(dataset: str, data_dir: str | Path | None = None, limit: int = 0,
+         allow_download: bool = True, validation: int = 0) -> ImageData:
+    """Load a dataset by name or path. ``validation`` holds the last N training images out as a
+    validation split; ``limit`` then keeps the first N of the remaining training images."""
+    return _holdout(_source(dataset, data_dir, allow_download), validation, limit)
+
+
+def conform(data: ImageData, size: tuple[int, int] | None, channels: int) -> ImageData:
+    """Every split at ``size`` (H, W; resized with antialiasing) and ``channels`` (1: luminance,
+    ITU-R 601 weights; 3: greyscale repeated); None / 0 keep what the data has."""
+    def fit(x: torch.Tensor | None) -> torch.Tensor | None:
+        if x is None or not len(x):
+            return x
+        if size is not None and tuple(x.shape[2:]) != size:
+            x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True,
+                                                align_corners=False).clamp_(0, 1)
+        if channels == 3 and x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
+        elif channels == 1 and x.shape[1] == 3:
+            w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype).view(1, 3, 1, 1)
+            x = (x * w).sum(1, keepdim=True)
+        return x
+
+    data.train_x, data.test_x, data.val_x = fit(data.train_x), fit(data.test_x), fit(data.val_x)
+    return data
+
+
 def from_config(dc, data_dir: str | Path | None = None) -> ImageData:
     """Load the data a run's ``[data]`` section describes (``data_dir`` overrides its folder)."""
-    return load(dc.dataset, data_dir or dc.data_dir or None, dc.limit, dc.download, dc.validation)
+    data = _source(dc.dataset, data_dir or dc.data_dir or None, dc.download, dc)
+    size = tuple(dc.image_size) if dc.image_size else None
+    if size is not None or dc.channels:
+        data = conform(data, size, dc.channels)
+    return _holdout(data, dc.validation, dc.limit)
+
+
+# colored-mnist: a colour dataset built from real data, deterministic per image
+COLOR_SEED = 20151118  # the paper's arXiv date: one fixed dataset, whatever the run's seed
+
+
+def colored_mnist(mnist: ImageData) -> ImageData:
+    """MNIST digits on colour: each image padded to 32x32 and drawn as ``bg * (1 - x) + fg * x``,
+    its foreground and background colours uniform in RGB, drawn from a generator seeded with
+    (COLOR_SEED, split, image index) and pulled apart where they are too alike: where their
+    luminances differ by less than 0.3 the background is inverted, and where they still do, it
+    becomes black or white. Labels are the digits'."""
+    def paint(x: torch.Tensor, split: int) -> torch.Tensor:
+        rgb = np.empty((len(x), 2, 3), dtype=np.float32)
+        for i in range(len(x)):
+            rgb[i] = np.random.default_rng([COLOR_SEED, split, i]).uniform(0, 1, (2, 3))
+        weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        for fix in ("invert", "extreme"):  # at least 0.3 apart in luminance
+            luma = rgb @ weights
+            close = np.abs(luma[:, 0] - luma[:, 1]) < 0.3
+            if fix == "invert":
+                rgb[close, 1] = 1 - rgb[close, 1]
+            else:  # still close: black behind a light digit, white behind a dark one
+                rgb[close, 1] = (luma[close, 0] < 0.5).astype(np.float32)[:, None]
+        c = torch.from_numpy(rgb)
+        fg, bg = c[:, 0].view(-1, 3, 1, 1), c[:, 1].view(-1, 3, 1, 1)
+        xp = torch.nn.functional.pad(x, (2, 2, 2, 2))  # (N, 1, 32, 32)
+        return bg * (1 - xp) + fg * xp
+
+    return ImageData("colored-mnist", paint(mnist.train_x, 0), mnist.train_y,
+                     paint(mnist.test_x, 1), mnist.test_y, source=f"{mnist.source} (coloured)")
 
 
 def balanced_subset(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:

@@ -144,9 +144,10 @@ class TensorBoard(Hook):
         if is_sample_epoch(t.cfg, epoch):
             from PIL import Image
 
-            with Image.open(artifacts.samples_path(t.out, epoch)) as im:
-                self.writer.add_image("samples", np.asarray(im.convert("L")), epoch,
-                                      dataformats="HW")
+            with Image.open(artifacts.samples_path(t.out, epoch)) as im:  # the data's channels
+                grid = np.asarray(im.convert("L" if im.mode in ("L", "1") else "RGB"))
+            self.writer.add_image("samples", grid, epoch, dataformats="HW" if grid.ndim == 2
+                                  else "HWC")
 
     def close(self) -> None:
         if self.writer is not None:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .nets import mlp
+from .nets import ConvDecoder, ConvEncoder, build_part, check_output, mlp
 from .priors import Categorical, Prior
 from .regularizers import LikelihoodRejection, make_regularizer
 
@@ -95,6 +95,35 @@ class Capabilities:
         return ("recon", "disc", "gen", *(("classify",) if self.classify else ()))
 
 
+def _encoder(cfg: ModelConfig, image_shape: tuple[int, ...], out_dim: int,
+             part: nn.Module | None) -> tuple[nn.Module, bool]:
+    """The encoder (images -> ``out_dim`` head units) and whether it takes flattened pixels."""
+    if part is not None:
+        return part, False
+    if cfg.encoder:
+        net = build_part("model.encoder", cfg.encoder, image_shape, out_dim)
+        check_output(net, "model.encoder", torch.zeros(2, *image_shape), (out_dim,))
+        return net, False
+    if cfg.arch == "conv":
+        return ConvEncoder(image_shape, out_dim, cfg.conv_widths), False
+    extra = cfg.noise_dim if cfg.posterior == "universal" else 0
+    return mlp([math.prod(image_shape) + extra, *cfg.encoder_hidden, out_dim], cfg.init_std), True
+
+
+def _decoder(cfg: ModelConfig, in_dim: int, image_shape: tuple[int, ...],
+             part: nn.Module | None) -> nn.Module:
+    """The decoder: codes (in_dim) -> pre-activation outputs of the image's size."""
+    if part is not None:
+        return part
+    if cfg.decoder:
+        net = build_part("model.decoder", cfg.decoder, in_dim, image_shape)
+        check_output(net, "model.decoder", torch.zeros(2, in_dim), image_shape)
+        return net
+    if cfg.arch == "conv":
+        return ConvDecoder(in_dim, image_shape, cfg.conv_widths)
+    return mlp([in_dim, *cfg.decoder_hidden, math.prod(image_shape)], cfg.init_std)
+
+
 class Reconstruction(NamedTuple):
     """The reconstruction phase's outcome: the codes, the rejection mask (None: keep all), the
     reconstruction loss and the loss the autoencoder steps on (with the cluster-head penalty)."""
@@ -127,7 +156,8 @@ class AAE(nn.Module):
     """The one model; ``caps`` (:class:`Capabilities`) says which variant it is."""
 
     def __init__(self, image_shape: tuple[int, ...], cfg: ModelConfig, prior: Prior,
-                 num_labels: int = 0, labelled: int = -1):
+                 num_labels: int = 0, labelled: int = -1,
+                 parts: dict[str, nn.Module] | None = None):
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.cfg = cfg
@@ -137,16 +167,14 @@ class AAE(nn.Module):
         # log-variance, reparameterised); universal (noise appended to the encoder's input)
         self.posterior = cfg.posterior
         self.z_out = 2 * d if cfg.posterior == "gaussian" else d
-        extra = cfg.noise_dim if cfg.posterior == "universal" else 0
+        parts = parts or {}
         # the heads share the trunk: one output layer holds the z and the y units
         head = self.z_out + (self.classes if caps.y_head else 0)
-        self.encoder = mlp([math.prod(self.image_shape) + extra, *cfg.encoder_hidden, head],
-                           cfg.init_std)
+        self.encoder, self.flat_input = _encoder(cfg, self.image_shape, head, parts.get("encoder"))
         self.decoder_inputs = {None: ["z"], "label": ["label", "z"], "y": ["y", "z"],
                                "heads": ["r"]}[caps.class_input]
         concat = self.classes if caps.class_input in ("y", "label") else 0
-        self.decoder = mlp([d + concat, *cfg.decoder_hidden, math.prod(self.image_shape)],
-                           cfg.init_std)
+        self.decoder = _decoder(cfg, d + concat, self.image_shape, parts.get("decoder"))
         if caps.class_input == "heads":
             # dimensionality reduction (section 7): the representation r = W y + z, one learned
             # cluster head (a row of W) per cluster, kept apart by head_penalty
@@ -176,7 +204,7 @@ class AAE(nn.Module):
         checkpoints save). In evaluation mode the gaussian posterior returns its mean and the
         universal one the average of ``model.eval_draws`` draws.
         """
-        h = x.flatten(1)
+        h = x.flatten(1) if self.flat_input else x
         if self.posterior == "universal":
             draws = 1 if self.training else self.cfg.eval_draws
             outs = [self.encoder(torch.cat([h, torch.randn(len(h), self.cfg.noise_dim,
@@ -227,7 +255,7 @@ class AAE(nn.Module):
     def decode_logits(self, codes: dict[str, torch.Tensor]) -> torch.Tensor:
         """Named codes -> pre-activation outputs (N, C*H*W)."""
         h = torch.cat([codes[k] for k in self.decoder_inputs], dim=-1)
-        return self.decoder(h)
+        return self.decoder(h).flatten(1)
 
     def output(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits) if self.cfg.output == "sigmoid" else logits

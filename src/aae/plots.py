@@ -90,14 +90,16 @@ def ranked_rows_png(rows: list[np.ndarray], row_titles: list[str], cell_labels: 
 
 
 def progress_png(grids: list[tuple[int, np.ndarray]], title: str = "") -> bytes:
-    """Sample grids side by side, each titled with its epoch (the original report's 0 / 100 / 500 table)."""
+    """Sample grids side by side, each titled with its epoch (the original report's 0 / 100 /
+    500 table); greyscale (H, W) or colour (H, W, 3) uint8."""
     plt = _plt()
     k = len(grids)
     # one panel per grid at (close to) its own pixel size, so digits are not resampled away
     side = min(max(g.shape[0] for _, g in grids) / 150, 4.0)
     fig, axes = plt.subplots(1, k, figsize=(side * k, side + 0.6), dpi=150, squeeze=False)
     for ax, (epoch, g) in zip(axes[0], grids):
-        ax.imshow(g, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.imshow(g, cmap="gray" if g.ndim == 2 else None, vmin=0, vmax=255,
+                  interpolation="nearest")  # (H, W) greyscale or (H, W, 3) colour
         ax.set_title(f"epoch {epoch}", fontsize=12)
         ax.axis("off")
     if title:

@@ -25,7 +25,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .groups import StackedMLP, aggregate, group_means, to_groups
-from .nets import mlp
+from .nets import build_part, check_output, mlp
 from .priors import Categorical, Prior
 
 
@@ -82,6 +82,10 @@ class Regularizer(nn.Module):
         self.discriminator = self._build(dim + (num_labels + 1 if num_labels else 0), cfg)
 
     def _build(self, n_in: int, cfg: ModelConfig) -> nn.Module:
+        if cfg.discriminator:
+            net = build_part("model.discriminator", cfg.discriminator, n_in)
+            check_output(net, "model.discriminator", torch.zeros(2, n_in), (1,))
+            return net
         return mlp([n_in, *cfg.disc_hidden, 1], cfg.init_std)
 
     def _input(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:

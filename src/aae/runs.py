@@ -88,7 +88,17 @@ def load_config(run: Path) -> Config:
     return Config.from_dict(load_toml(run / "config.toml"), str(run / "config.toml")).validate()
 
 
-def build_model(cfg: Config, image_shape: tuple[int, ...]) -> AAE:
+def build_model(cfg: Config, image_shape: tuple[int, ...],
+                parts: dict[str, torch.nn.Module] | None = None) -> AAE:
+    """The model a config describes, for images of ``image_shape`` (C, H, W). ``parts``: network
+    instances to use instead of the config's (keys ``encoder``, ``decoder``)."""
+    m = cfg.model
+    if m.arch == "conv" and not (m.encoder and m.decoder):
+        h, w = image_shape[1:]
+        k = len(m.conv_widths)
+        if min(h, w) // 2**k < 1:
+            raise AAEError(f"option model.conv_widths: {k} stride-2 stages need images of at least "
+                           f"{2**k}x{2**k} pixels; these are {h}x{w}")
     prior = build_prior(cfg.prior, cfg.model.code_dim)
     labels = getattr(prior, "num_components", 0)
     if cfg.model.label_conditioning and not labels:
@@ -101,7 +111,7 @@ def build_model(cfg: Config, image_shape: tuple[int, ...]) -> AAE:
             raise AAEError(f"option model.reject_quantile: the {cfg.prior.name} prior has no "
                            "density to reject unlikely codes by; use a gaussian, uniform or "
                            "mixture prior") from None
-    return AAE(image_shape, cfg.model, prior, labels, labelled=cfg.data.labelled)
+    return AAE(image_shape, cfg.model, prior, labels, labelled=cfg.data.labelled, parts=parts)
 
 
 def load_weights(model: AAE, tensors: dict[str, torch.Tensor], source: str) -> None:
