@@ -2,23 +2,68 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
-def linear_shapes(net: nn.Module) -> list[tuple[int, int]]:
-    """(in, out) of each layer an example passes through; for N stacked discriminators
+def layer_shapes(net: nn.Module, run) -> list[tuple[int, int, int]]:
+    """(rows, in, out) of the matrix product behind each layer one example passes through, found
+    by calling ``run()`` (a forward pass of one example through ``net``): a linear layer is one
+    row; a convolution one row per output position, in = C_in x k x k (im2col); a transposed
+    convolution one row per input position, out = C_out x k x k. For N stacked discriminators
     (aae.groups.StackedMLP) an example passes through one member, so its shapes count once."""
     if hasattr(net, "weights") and hasattr(net, "member"):
-        return [(w.shape[1], w.shape[2]) for w in net.weights]
-    return [(m.in_features, m.out_features) for m in net.modules() if isinstance(m, nn.Linear)]
+        return [(1, w.shape[1], w.shape[2]) for w in net.weights]
+    found, hooks = [], []
+
+    def hook(mod, inp, out):
+        x = inp[0]
+        if isinstance(mod, nn.Linear):
+            found.append((x.numel() // x.shape[-1] // len(x), mod.in_features, mod.out_features))
+        elif isinstance(mod, nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1]
+            found.append((out.shape[2] * out.shape[3], mod.in_channels * k, mod.out_channels))
+        elif isinstance(mod, nn.ConvTranspose2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1]
+            found.append((x.shape[2] * x.shape[3], mod.in_channels, mod.out_channels * k))
+
+    for m in net.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            hooks.append(m.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        for h in hooks:
+            h.remove()
+    return found
+
+
+def model_shapes(model) -> tuple[list, list, list[list]]:
+    """:func:`layer_shapes` of the encoder, the decoder and each discriminator of an AAE."""
+    x = torch.zeros(1, *model.image_shape)
+    was = model.training
+    model.eval()
+    enc = layer_shapes(model.encoder, lambda: model.encode(x))
+    codes = model.prior_codes(torch.zeros(1, model.cfg.code_dim),
+                              classes=torch.zeros(1, dtype=torch.long))
+    dec = layer_shapes(model.decoder, lambda: model.decode(codes))
+    discs = []
+    for r in model.regularizers:
+        z = torch.zeros(1, model.classes if r.code == "y" else model.cfg.code_dim)
+        y = torch.zeros(1, dtype=torch.long) if r.num_labels else None
+        discs.append(layer_shapes(r.discriminator, lambda r=r, z=z, y=y: r(z, y)))
+    model.train(was)
+    return enc, dec, discs
 
 
 def pass_flops(shapes, forward=True, weight_grad=False, input_grad=False, first_input_grad=False):
-    """FLOPs per example of the matrix products of one pass over an MLP: forward 2*i*o, weight
-    gradient 2*i*o, input gradient 2*i*o (the first layer's only if its input needs a gradient)."""
+    """FLOPs per example of the matrix products of one pass over a network (``layer_shapes``):
+    forward 2*r*i*o, weight gradient 2*r*i*o, input gradient 2*r*i*o (the first layer's only if
+    its input needs a gradient)."""
     total = 0
-    for k, (i, o) in enumerate(shapes):
-        mac = i * o
+    for k, (r, i, o) in enumerate(shapes):
+        mac = r * i * o
         total += 2 * mac * (forward + weight_grad + (input_grad and (k > 0 or first_input_grad)))
     return total
 
@@ -32,8 +77,7 @@ def step_flops(model, classify: bool | None = None, schedule: str = "paper") -> 
     warp-consistency term (``model.y_consistency``) and the interpolation term (``model.y_mixup``)
     each add an encoder pass with its backward; the VAT term (``model.y_vat``) two passes, the first
     with input gradients only (down to the image), the second with its backward."""
-    enc, dec = linear_shapes(model.encoder), linear_shapes(model.decoder)
-    discs = [linear_shapes(r.discriminator) for r in model.regularizers]
+    enc, dec, discs = model_shapes(model)
     recon = (pass_flops(enc, weight_grad=True, input_grad=True)
              + pass_flops(dec, weight_grad=True, input_grad=True, first_input_grad=True))
     # discriminator phase: D forward on prior samples and on detached codes, weight gradients

@@ -35,13 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aae.config import merge, resolve  # noqa: E402
 from aae.runs import build_model  # noqa: E402
 from aae.step import Runner, Step  # noqa: E402
-from flops import linear_shapes, step_flops  # noqa: E402
+from flops import model_shapes, step_flops  # noqa: E402
 from reference import ReferenceAAE  # noqa: E402
 
 VARIANTS = {  # name -> config overrides; every training variant that exists
     "unsupervised": {},
     # the joint schedule (one encoder pass; train.schedule = "joint")
     "unsupervised-joint": {"train": {"schedule": "joint"}},
+    # the convolutional family (model.arch = "conv", its default widths)
+    "conv": {"model": {"arch": "conv"}},
     "groups4-median": {"model": {"disc_groups": 4, "disc_aggregate": "median"}},
     "groups16-median": {"model": {"disc_groups": 16, "disc_aggregate": "median"}},
     "groups16-median-each": {"model": {"disc_groups": 16, "disc_aggregate": "median",
@@ -112,20 +114,20 @@ def paired(a: list[float], b: list[float]) -> float:
 
 
 def ceiling(model, batch: int, classify: bool, device: str = "cpu", schedule: str = "paper"):
-    """A function running only the step's matrix products (same shapes, same order): its images/s
-    is the ceiling of the step on this machine."""
-    enc, dec = linear_shapes(model.encoder), linear_shapes(model.decoder)
-    discs = [linear_shapes(r.discriminator) for r in model.regularizers]
+    """A function running only the step's matrix products (same shapes, same order; convolutions
+    as their im2col products, bench/flops.py): its images/s is the ceiling of the step on this
+    machine."""
+    enc, dec, discs = model_shapes(model)
     ops = []  # (m, k, n) for an (m x k) @ (k x n) product
 
     def passes(shapes, wgrad, igrad, first_igrad, rows=batch, forward=True):
-        for k, (i, o) in enumerate(shapes):
+        for k, (r, i, o) in enumerate(shapes):  # r rows per example (convolutions: positions)
             if forward:
-                ops.append((rows, i, o))
+                ops.append((r * rows, i, o))
             if wgrad:
-                ops.append((i, rows, o))  # dW = x^T @ dy
+                ops.append((i, r * rows, o))  # dW = x^T @ dy
             if igrad and (k > 0 or first_igrad):
-                ops.append((rows, o, i))  # dx = dy @ W
+                ops.append((r * rows, o, i))  # dx = dy @ W
 
     passes(enc, True, True, False)
     passes(dec, True, True, True)

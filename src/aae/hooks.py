@@ -141,10 +141,11 @@ class TensorBoard(Hook):
         for k in SCALAR_KEYS:
             if k in line:
                 self.writer.add_scalar(k, line[k], epoch)
-        if is_sample_epoch(t.cfg, epoch):
+        path = artifacts.samples_path(t.out, epoch)
+        if is_sample_epoch(t.cfg, epoch) and path.is_file():
             from PIL import Image
 
-            with Image.open(artifacts.samples_path(t.out, epoch)) as im:  # the data's channels
+            with Image.open(path) as im:  # the data's channels
                 grid = np.asarray(im.convert("L" if im.mode in ("L", "1") else "RGB"))
             self.writer.add_image("samples", grid, epoch, dataformats="HW" if grid.ndim == 2
                                   else "HWC")
