@@ -116,3 +116,38 @@ def test_sample_of_a_non_run(tmp_path):
     r = aae("sample", tmp_path, "--out", tmp_path / "x.png")
     assert_one_line_error(r, "not a run directory")
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.slow
+def test_sample_decode_encode_inputs_and_outputs(tmp_path):
+    import numpy as np
+
+    from conftest import make_images, train_toy_cli
+
+    run = train_toy_cli(tmp_path)
+    r = aae("--version")
+    assert r.returncode == 0 and r.stdout.startswith("aae ")
+    r = aae("sample", run, "--n", 12)  # no --out: a default name in the run
+    assert r.returncode == 0 and (run / "sample_0.png").is_file(), r.stderr
+    r = aae("sample", run, "--n", 12, "--out", tmp_path / "s.npz")
+    assert r.returncode == 0, r.stderr
+    s = np.load(tmp_path / "s.npz")
+    assert s["images"].shape == (12, 1, 8, 8) and s["z"].shape == (12, 8)
+    np.save(tmp_path / "z.npy", s["z"])
+    r = aae("decode", run, "--input", tmp_path / "z.npy", "--out", tmp_path / "d.npy")
+    assert r.returncode == 0, r.stderr
+    assert np.allclose(np.load(tmp_path / "d.npy"), s["images"], atol=1e-6)  # same codes, same images
+    x, y = make_images(30, seed=9)
+    np.savez(tmp_path / "new.npz", x=x, y=y)
+    r = aae("encode", run, "--input", tmp_path / "new.npz", "--out", tmp_path / "c.npz")
+    assert r.returncode == 0, r.stderr
+    c = np.load(tmp_path / "c.npz")
+    assert c["z"].shape == (30, 8) and (c["labels"] == y).all()
+    for args, needle in ((["decode", run, "--input", tmp_path / "new.npz", "--out", tmp_path / "e.png"],
+                          "expected finite codes shaped (N, 8)"),
+                         (["sample", run, "--out", tmp_path / "x.jpg"], "ending in .png, .npy, .npz"),
+                         (["encode", run, "--input", tmp_path / "none.npz", "--out", tmp_path / "f.npz"],
+                          "option --input")):
+        r = aae(*args)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert needle in r.stderr, r.stderr

@@ -20,7 +20,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = _Parser(prog="aae", description="Adversarial autoencoders (Makhzani et al. 2015).")
+    p.add_argument("--version", action="version", version=f"aae {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train(sub)
     sub.add_parser("presets", help="list the presets")
@@ -60,15 +63,25 @@ def _add_train(sub) -> None:
 
 def _add_run_commands(sub) -> None:
     """The commands that read a trained run."""
-    s = sub.add_parser("sample", help="decode prior samples of a trained run into a grid")
+    s = sub.add_parser("sample", help="decode prior samples of a trained run: a grid or arrays")
     s.add_argument("run", metavar="RUN_DIR")
-    s.add_argument("--n", type=int, default=100)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", required=True, metavar="FILE.png")
+    s.add_argument("--n", type=int, default=100, help="how many samples (default 100)")
+    s.add_argument("--seed", type=int, default=0, help="the draws' seed (default 0)")
+    s.add_argument("--out", metavar="FILE", help=".png (a grid), .npy (the images, N x C x H x W "
+                   "in [0, 1]) or .npz (images and codes); default RUN_DIR/sample_SEED.png")
 
-    e = sub.add_parser("encode", help="write the codes of a dataset split")
+    dc = sub.add_parser("decode", help="decode codes from a .npy/.npz file into images")
+    dc.add_argument("run", metavar="RUN_DIR")
+    dc.add_argument("--input", required=True, metavar="CODES", help=".npy (N x code_dim) or .npz "
+                    "with an array z (and, for a class-conditional decoder, classes)")
+    dc.add_argument("--out", required=True, metavar="FILE", help=".png, .npy or .npz")
+
+    e = sub.add_parser("encode", help="write the codes of a dataset split or of new images")
     e.add_argument("run", metavar="RUN_DIR")
-    e.add_argument("--split", choices=["train", "test"], default="test")
+    e.add_argument("--split", choices=["train", "test"], default="test",
+                   help="which split of the run's dataset (default test)")
+    e.add_argument("--input", metavar="FILE_OR_DIR",
+                   help="encode these images instead: .npy/.npz or an image folder")
     e.add_argument("--data-dir", metavar="DIR")
     e.add_argument("--out", required=True, metavar="FILE.npz")
 
@@ -179,24 +192,87 @@ def cmd_presets(a: argparse.Namespace) -> int:  # noqa: ARG001
     return 0
 
 
-def cmd_sample(a: argparse.Namespace) -> int:
-    import torch
+IMAGE_OUTPUTS = (".png", ".npy", ".npz")
+
+
+def _check_out(out: str, option: str = "--out") -> None:
+    if not out.endswith(IMAGE_OUTPUTS):
+        raise AAEError(f"option {option} {out}: expected a file name ending in "
+                       f"{', '.join(IMAGE_OUTPUTS)}")
+
+
+def _write_images(out: str, images, codes: dict | None = None) -> None:
+    """A grid (.png), the images (.npy) or images and codes (.npz), written atomically."""
+    import numpy as np
 
     from . import plots
     from .fileio import atomic_write_bytes
+
+    buf = io.BytesIO()
+    if out.endswith(".png"):
+        atomic_write_bytes(out, plots.grid_png(images, nrow=min(10, len(images))))
+        return
+    if out.endswith(".npy"):
+        np.save(buf, images)
+    else:
+        np.savez(buf, images=images, **{k: v.cpu().numpy() for k, v in (codes or {}).items()})
+    atomic_write_bytes(out, buf.getvalue())
+
+
+def cmd_sample(a: argparse.Namespace) -> int:
+    import torch
+
     from .runs import load_run
 
     if a.n <= 0:
         raise AAEError(f"option --n: expected an integer > 0, got {a.n}")
-    if not a.out.endswith(".png"):
-        raise AAEError(f"option --out {a.out}: expected a .png file name")
+    out = a.out or str(Path(a.run) / f"sample_{a.seed}.png")
+    _check_out(out)
     _, model, _ = load_run(a.run)
-    prior = model.prior
     with torch.no_grad():
         g = torch.Generator().manual_seed(a.seed)
-        z = prior.sample(a.n, generator=g)
-        images = model.decode(model.prior_codes(z, g)).numpy()
-    atomic_write_bytes(a.out, plots.grid_png(images, nrow=min(10, a.n)))
+        codes = model.prior_codes(model.prior.sample(a.n, generator=g), g)
+        images = model.decode(codes).numpy()
+    _write_images(out, images, codes)
+    print(out)
+    return 0
+
+
+def _read_codes(path: Path, dim: int):
+    """z (and classes, if given) from a .npy or .npz file of codes."""
+    import numpy as np
+    import torch
+
+    try:
+        obj = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise AAEError(f"option --input {path}: not a readable .npy/.npz file ({e})") from None
+    z, classes = (obj, None) if isinstance(obj, np.ndarray) else (
+        obj["z"] if "z" in obj.files else None, obj["classes"] if "classes" in obj.files else None)
+    if z is None or z.ndim != 2 or z.shape[1] != dim or not np.issubdtype(z.dtype, np.number) \
+            or not np.isfinite(z).all():
+        got = "no array z" if z is None else f"{z.dtype} {z.shape}"
+        raise AAEError(f"option --input {path}: expected finite codes shaped (N, {dim}), got {got}")
+    cls = None if classes is None else torch.as_tensor(np.asarray(classes, dtype=np.int64))
+    return torch.as_tensor(z, dtype=torch.float32), cls
+
+
+def cmd_decode(a: argparse.Namespace) -> int:
+    import torch
+
+    from .runs import load_run
+
+    _check_out(a.out)
+    _, model, _ = load_run(a.run)
+    z, classes = _read_codes(Path(a.input), model.cfg.code_dim)
+    if classes is not None and (len(classes) != len(z) or not model.caps.class_conditional
+                                or int(classes.min()) < 0 or int(classes.max()) >= model.classes):
+        raise AAEError(f"option --input {a.input}: classes must be {len(z)} integers in "
+                       f"[0, {max(model.classes - 1, 0)}] for a class-conditional decoder")
+    with torch.no_grad():
+        codes = model.prior_codes(z, classes=classes)
+        images = model.decode(codes).numpy()
+    _write_images(a.out, images, codes)
     print(a.out)
     return 0
 
@@ -219,9 +295,12 @@ def cmd_encode(a: argparse.Namespace) -> int:
     if not a.out.endswith(".npz"):
         raise AAEError(f"option --out {a.out}: expected a .npz file name")
     cfg, model, _ = load_run(a.run)
-    data = _run_data(model, cfg, a.data_dir)
-    x = data.train_x if a.split == "train" else data.test_x
-    y = data.train_y if a.split == "train" else data.test_y
+    if a.input:
+        x, y = _input_images(Path(a.input), model)
+    else:
+        data = _run_data(model, cfg, a.data_dir)
+        x = data.train_x if a.split == "train" else data.test_x
+        y = data.train_y if a.split == "train" else data.test_y
     codes = model.encode_all(x)
     arrays = {k: v.numpy() for k, v in codes.items()}
     if y is not None:
@@ -231,6 +310,22 @@ def cmd_encode(a: argparse.Namespace) -> int:
     atomic_write_bytes(a.out, buf.getvalue())
     print(a.out)
     return 0
+
+
+def _input_images(src: Path, model):
+    """Images (and labels, where the source has them) of a user's file or folder, checked
+    against the size the run's model takes."""
+    from . import data as data_mod
+    from .runs import check_images
+
+    if src.is_dir():
+        x, y, _, _ = data_mod.read_folder(src)
+    elif src.suffix in (".npy", ".npz") and src.is_file():
+        x, y, _ = data_mod.read_array(src)
+    else:
+        raise AAEError(f"option --input {src}: expected a .npy/.npz file or a folder of images")
+    check_images(model.image_shape, tuple(x.shape[1:]), f"option --input {src}")
+    return x, y
 
 
 def cmd_plot(a: argparse.Namespace) -> int:
@@ -262,6 +357,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                        "--classify, --cluster or --all")
     result = evaluate(a.run, chosen, a.data_dir, command=" ".join(["aae", *sys.argv[1:]]))
     print(summary({k: result[k] for k in chosen}))
+    from .report import write_report
+
+    print(f"report: {write_report(a.run)}")  # the report shows eval.json: keep it current
     return 0
 
 
@@ -332,6 +430,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "demo": cmd_demo, "presets": cmd_presets, "sample": cmd_sample,
+            "decode": cmd_decode,
             "encode": cmd_encode, "evaluate": cmd_evaluate, "plot": cmd_plot, "score": cmd_score,
             "report": cmd_report, "compare": cmd_compare}
 
