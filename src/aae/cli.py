@@ -437,6 +437,10 @@ COMMANDS = {"train": cmd_train, "demo": cmd_demo, "presets": cmd_presets, "sampl
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "quiet", False):  # third-party warnings (openTSNE's, say) too
+        import warnings
+
+        warnings.filterwarnings("ignore")
 
     try:
         return COMMANDS[args.command](args)

@@ -171,6 +171,9 @@ class FinalArtifacts(Hook):
     """After training: the test codes' fit and plots, the cluster grid, the report."""
 
     def run_end(self, t: Trainer) -> None:
+        n = min(t.cfg.train.tsne_points, len(t.data.test_x))
+        t.log(f"after training: the test codes' fit{f', a t-SNE of {n} codes' if n else ''}, "
+              "plots and the report ...")
         fit = artifacts.write_latent(t.out, t.model, t.data, t.cfg.train.seed,
                                      t.cfg.train.tsne_points)
         t.log(f"test codes vs prior: {summarize_fit(fit)}")

@@ -82,6 +82,8 @@ class Trainer:
                              log=self.log)
         self.hooks = hooks.default_hooks(self) if self.shard.main else []
         self._stop: int | None = None
+        if self.shard.main:
+            self.log(start_line(self))
 
     def log(self, msg: str) -> None:
         if not self.quiet:
@@ -215,6 +217,20 @@ class Trainer:
         name = signal.Signals(self._stop).name
         raise Interrupted(f"{name}: {what} to {self.out / 'checkpoints'}; continue with: "
                           f"aae train --resume {self.out}", self._stop)
+
+def start_line(t: Trainer) -> str:
+    """What a run is about to do, in one line: device, data, model size, where it writes, and the
+    options that differ from the defaults."""
+    from .report import config_diff
+
+    n = sum(p.numel() for p in t.model.parameters())
+    diff = ", ".join(f"{k}={v}" for k, v in config_diff(t.cfg.to_dict()))
+    d = t.data
+    return (f"training on {t.device} ({torch.get_num_threads()} threads): {d.name}, "
+            f"{len(d.train_x)} training images of {'x'.join(map(str, d.image_shape))}; "
+            f"{t.model.caps.description}, {n / 1e6:.2f} M parameters; writing {t.out}"
+            + (f"; options: {diff}" if diff else ""))
+
 
 def check_finite(bad: torch.Tensor, epoch: int, run: Path) -> None:
     """Raise :class:`DivergenceError` naming the first phase whose loss was not finite (``bad``:
