@@ -151,3 +151,22 @@ def test_sample_decode_encode_inputs_and_outputs(tmp_path):
         r = aae(*args)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert needle in r.stderr, r.stderr
+
+
+def test_config_lists_every_option_that_set_accepts():
+    from aae.config import Config, parse_set, resolve
+    from aae.report import flatten
+
+    r = aae("config")
+    assert r.returncode == 0, r.stderr
+    listed = [ln.split()[0] for ln in r.stdout.splitlines()]
+    assert sorted(listed) == sorted(flatten(Config().to_dict()))
+    for key in listed:  # and --set takes each of them (here: its own default back)
+        value = flatten(Config().to_dict())[key]
+        literal = repr(value).replace("'", '"') if isinstance(value, str) else str(value).lower() \
+            if isinstance(value, bool) else str(value)
+        resolve(None, None, [f"{key}={literal}"])
+        assert parse_set(f"{key}={literal}")
+    assert all(len(ln.split(None, 3)) == 4 for ln in r.stdout.splitlines()), "a key lacks its meaning"
+    r = aae("train", "--help")
+    assert r.returncode == 0 and len(r.stdout.splitlines()) <= 60 and "(default: 20)" in r.stdout

@@ -226,3 +226,36 @@ def test_optimizer_restore_keeps_the_receivers_runtime_flags():
     assert g["capturable"] and g["lr"] == 0.1  # the flag stays, the hyper-parameters come back
     st = receiver.state[w]
     assert torch.equal(st["exp_avg"], saved.state[w]["exp_avg"]) and float(st["step"]) == 1.0
+
+
+def test_one_writer_per_run(tmp_path):
+    """A run that another process is training is refused with one line naming that process;
+    two resumes started together: exactly one trains, and every epoch is logged once."""
+    import fcntl
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import train_toy_cli
+
+    run = train_toy_cli(tmp_path)
+    with open(run / ".lock", "a+") as held:  # this test process holds the run
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.seek(0)
+        held.truncate()
+        held.write("4242")
+        held.flush()
+        r = subprocess.run([sys.executable, "-m", "aae", "train", "--resume", str(run),
+                            "--epochs", "3", "--quiet"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "PID 4242" in r.stderr
+    cmd = [sys.executable, "-m", "aae", "train", "--resume", str(run), "--epochs", "6", "--quiet"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "AAE_OFFLINE": "1"}) for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(rc for rc, _ in results)
+    assert codes == [0, 2], results
+    assert any("is training this run" in err for _, err in results)
+    epochs = [json.loads(ln)["epoch"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4, 5, 6]

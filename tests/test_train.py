@@ -240,3 +240,18 @@ def test_schedule_options_checked():
         resolve(None, None, ["train.schedule=fast"])
     with pytest.raises(AAEError, match="train.adv_weight"):
         resolve(None, None, ["train.adv_weight=0"])
+
+
+def test_tensorboard_has_rates_every_grid_and_the_hyperparameters(tiny_data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    Trainer(tiny_config(epochs=2), tmp_path / "run", data=tiny_data, quiet=True).fit()
+    tags, images = set(), []
+    for f in sorted((tmp_path / "run" / "tb").rglob("events*")):
+        ea = EventAccumulator(str(f), size_guidance={"images": 0})
+        ea.Reload()
+        tags |= set(ea.Tags()["scalars"])
+        if "samples" in ea.Tags()["images"]:
+            images += [e.step for e in ea.Images("samples")]
+    assert {"loss_recon", "lr/recon", "lr/disc", "lr/gen", "final/loss_recon"} <= tags
+    assert images == [0, 1, 2]  # epoch 0's grid too

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -27,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train(sub)
     sub.add_parser("presets", help="list the presets")
+    cf = sub.add_parser("config", help="every option --set accepts: type, value, meaning")
+    cf.add_argument("--preset", help="show this preset's values instead of the defaults")
     d = sub.add_parser("demo", help="the demo run: MNIST if found or fetched, else sklearn digits")
     d.add_argument("--out", default="runs/demo", metavar="RUN_DIR")
     _add_run_commands(sub)
@@ -34,31 +38,46 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_train(sub) -> None:
-    t = sub.add_parser("train", help="train a run")
-    t.add_argument("--preset", help="a named configuration (see: aae presets)")
-    t.add_argument("--config", metavar="FILE.toml", help="a TOML config file")
-    t.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+    from .config import Config
+
+    c = Config()  # the defaults each flag overrides, shown in the help
+    t = sub.add_parser("train", help="train a run", description="Train a run. Flags override "
+                       "the config (defaults < --preset < --config < --set < flags); every option "
+                       "is listed by: aae config.")
+    g = t.add_argument_group("configuration")
+    g.add_argument("--preset", help="a named configuration (list: aae presets)")
+    g.add_argument("--config", metavar="FILE.toml", help="a TOML config file")
+    g.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override one option, e.g. --set optim.disc.lr=1e-4 (repeatable)")
-    t.add_argument("--out", metavar="RUN_DIR", help="the run directory (default: runs/<preset>)")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    t.add_argument("--precision", help="fp32 | bf16 (autocast; pays on GPUs and CPUs with AMX)")
-    t.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_const", const=False,
-                   default=None, help="on CUDA, run the step eagerly instead of replaying it as "
-                                      "one captured CUDA graph")
-    t.add_argument("--dataset", help="mnist | fashion-mnist | colored-mnist | svhn | digits | "
-                                     "PATH (.npy/.npz or folder)")
-    t.add_argument("--data-dir", metavar="DIR", help="where the IDX files are")
-    t.add_argument("--limit", type=int, metavar="N", help="train on the first N training images")
-    t.add_argument("--prior", help="gaussian | uniform | mixture | swiss_roll | package.module:attr")
-    t.add_argument("--posterior", help="q(z|x): deterministic | gaussian | universal")
-    t.add_argument("--labelled", type=int, metavar="N",
-                   help="label conditioning: keep labels on N class-balanced images (-1: all)")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
-    t.add_argument("--force", action="store_true", help="replace the run already in --out")
-    t.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    g = t.add_argument_group("data")
+    g.add_argument("--dataset", help="mnist | fashion-mnist | colored-mnist | svhn | digits | "
+                   f"PATH (.npy/.npz or folder) (default: {c.data.dataset})")
+    g.add_argument("--data-dir", metavar="DIR", help="where the IDX files are (default: "
+                   "$AAE_DATA_DIR, then ~/.cache/aae)")
+    g.add_argument("--limit", type=int, metavar="N", help="train on the first N training images "
+                   "(default: all)")
+    g.add_argument("--labelled", type=int, metavar="N", help="keep labels on N class-balanced "
+                   "images, -1: all (default: -1)")
+    g = t.add_argument_group("model")
+    g.add_argument("--prior", help="gaussian | uniform | mixture | swiss_roll | "
+                   f"package.module:attr (default: {c.prior.name})")
+    g.add_argument("--posterior", help="q(z|x): deterministic | gaussian | universal "
+                   f"(default: {c.model.posterior})")
+    g = t.add_argument_group("training")
+    g.add_argument("--epochs", type=int, help=f"(default: {c.train.epochs})")
+    g.add_argument("--seed", type=int, help=f"(default: {c.train.seed})")
+    g.add_argument("--batch-size", type=int, help=f"(default: {c.train.batch_size})")
+    g.add_argument("--device", help=f"auto | cpu | cuda | cuda:N (default: {c.train.device})")
+    g.add_argument("--precision", help="fp32 | bf16 autocast, which pays on GPUs and CPUs with "
+                   f"AMX (default: {c.train.precision})")
+    g.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_const", const=False,
+                   default=None, help="on CUDA, step eagerly instead of replaying one captured "
+                   "CUDA graph (default: the graph)")
+    g.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    g = t.add_argument_group("output")
+    g.add_argument("--out", metavar="RUN_DIR", help="the run folder (default: runs/<preset>)")
+    g.add_argument("--force", action="store_true", help="replace the run already in --out")
+    g.add_argument("--quiet", action="store_true", help="no progress bar, epoch lines or warnings")
 
 
 def _add_run_commands(sub) -> None:
@@ -217,6 +236,25 @@ def _write_images(out: str, images, codes: dict | None = None) -> None:
     else:
         np.savez(buf, images=images, **{k: v.cpu().numpy() for k, v in (codes or {}).items()})
     atomic_write_bytes(out, buf.getvalue())
+
+
+def cmd_config(a: argparse.Namespace) -> int:
+    from .config import reference, resolve
+
+    cfg = None
+    if a.preset:
+        from . import presets
+
+        cfg = resolve(presets.get(a.preset).overrides)
+    rows = reference(cfg)
+    kw = max(len(k) for k, *_ in rows)
+    tw = max(len(t) for _, t, *_ in rows)
+    for key, tp, value, doc in rows:
+        shown = repr(value) if isinstance(value, str) else str(value).lower() \
+            if isinstance(value, bool) else str(value)
+        first = re.split(r"\.\s+(?=[A-Z])", doc)[0]  # one line: the first sentence
+        print(f"{key:<{kw}}  {tp:<{tw}}  {shown:<14}  {first}".rstrip())
+    return 0
 
 
 def cmd_sample(a: argparse.Namespace) -> int:
@@ -430,7 +468,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "demo": cmd_demo, "presets": cmd_presets, "sample": cmd_sample,
-            "decode": cmd_decode,
+            "decode": cmd_decode, "config": cmd_config,
             "encode": cmd_encode, "evaluate": cmd_evaluate, "plot": cmd_plot, "score": cmd_score,
             "report": cmd_report, "compare": cmd_compare}
 
@@ -456,6 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aae: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the output was piped into a command that stopped reading (head)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (no flush error at exit)
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

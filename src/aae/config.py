@@ -52,11 +52,11 @@ class ModelConfig:
     conv_widths: list[int] = field(default_factory=lambda: [32, 64])  # conv: channels per stage
     # your own networks: "package.module:factory" (protocol in aae.nets); "" = model.arch's
     encoder: str = ""
-    decoder: str = ""
-    discriminator: str = ""
-    encoder_hidden: list[int] = field(default_factory=lambda: [1000, 1000])
-    decoder_hidden: list[int] = field(default_factory=lambda: [1000, 1000])
-    disc_hidden: list[int] = field(default_factory=lambda: [1000, 1000])
+    decoder: str = ""  # your own decoder: "package.module:factory"; "" = model.arch's
+    discriminator: str = ""  # your own discriminator on codes: "package.module:factory"; "" = an MLP
+    encoder_hidden: list[int] = field(default_factory=lambda: [1000, 1000])  # mlp: hidden widths
+    decoder_hidden: list[int] = field(default_factory=lambda: [1000, 1000])  # mlp: hidden widths
+    disc_hidden: list[int] = field(default_factory=lambda: [1000, 1000])  # discriminators' widths
     output: str = "sigmoid"  # decoder output: sigmoid (pixels in [0, 1]) | linear
     init_std: float = 0.0  # > 0: weights ~ N(0, init_std^2) as in the paper; 0: PyTorch's default
     posterior: str = "deterministic"  # q(z|x): deterministic | gaussian | universal
@@ -124,13 +124,13 @@ class PriorConfig:
 @dataclass
 class OptimConfig:
     name: str = "adam"  # adam | sgd
-    lr: float = 1e-3
+    lr: float = 1e-3  # learning rate (each phase has its own: optim.recon, disc, gen, classify)
     momentum: float = 0.9  # sgd only
     betas: list[float] = field(default_factory=lambda: [0.5, 0.999])  # adam only
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # L2 penalty on the phase's parameters
     # fractions of train.epochs after which lr *= gamma (0.75 of a 20-epoch run: after epoch 15)
     milestones: list[float] = field(default_factory=list)
-    gamma: float = 0.1
+    gamma: float = 0.1  # lr *= gamma at each milestone
 
 
 def _default_optim() -> dict[str, OptimConfig]:
@@ -149,9 +149,9 @@ def _default_optim() -> dict[str, OptimConfig]:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 100
-    seed: int = 0
+    epochs: int = 20  # passes over the training set
+    batch_size: int = 100  # images per step (split over processes under torchrun)
+    seed: int = 0  # every random stream of the run derives from it (aae.streams)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     recon_loss: str = "mse"  # mse (the paper's Euclidean cost) | bce
     sample_epochs: list[int] = field(default_factory=lambda: [0, 1, 5, 10, 50, 100, 500])
@@ -495,3 +495,53 @@ def resolve(
     if overrides:
         d = merge(d, overrides)
     return Config.from_dict(d).validate()
+
+
+# ---------------------------------------------------------------------------------------------
+# the reference of every option (aae config), generated from the dataclasses above
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """Each field's comment in this file's source: the comment lines just above it and the one
+    after it on its line (continued on the next lines as comments indented after their #)."""
+    import inspect
+    import re
+
+    docs: dict[str, str] = {}
+    pending: list[str] = []
+    last = None
+    for line in inspect.getsource(cls).splitlines()[1:]:
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            text = stripped.lstrip("#").strip()
+            if last is not None and stripped.startswith("#  "):  # a trailing comment, continued
+                docs[last] = f"{docs[last]} {text}".strip()
+            else:
+                pending.append(text)
+            continue
+        m = re.match(r"(\w+):[^=]*=.*?(?:#\s*(.*))?$", stripped)
+        if m and not stripped.startswith(("def ", "@")):
+            last = m.group(1)
+            docs[last] = " ".join([*pending, m.group(2) or ""]).strip()
+        else:
+            last = None
+        pending = []
+    return docs
+
+
+def reference(cfg: Config | None = None) -> list[tuple[str, str, Any, str]]:
+    """(key, type, value, meaning) of every option ``--set`` accepts, with ``cfg``'s values (the
+    defaults without one)."""
+    cfg = cfg or Config()
+    rows = []
+    for section in dataclasses.fields(Config):
+        value = getattr(cfg, section.name)
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for phase, obj in items:
+            docs = _field_docs(type(obj))
+            hints = typing.get_type_hints(type(obj))
+            for f in dataclasses.fields(obj):
+                key = ".".join(p for p in (section.name, phase, f.name) if p)
+                rows.append((key, _type_name(hints[f.name]).replace("typing.", ""),
+                             getattr(obj, f.name), docs.get(f.name, "")))
+    return rows

@@ -124,9 +124,12 @@ class Samples(Hook):
 
 
 class TensorBoard(Hook):
-    """Per-epoch scalars and the newest sample grid in RUN/tb/."""
+    """RUN/tb/: per-epoch losses, accuracies, evaluation metrics and learning rates, every sample
+    grid (epoch 0's too) in the data's channels, and at the end the run's hyper-parameters (the
+    options that differ from the defaults) beside its final metrics."""
 
     def __init__(self, folder: Path, purge_step: int):
+        self.logged: set[int] = set()
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is a dependency, but the loop must not need it
@@ -141,14 +144,31 @@ class TensorBoard(Hook):
         for k in SCALAR_KEYS:
             if k in line:
                 self.writer.add_scalar(k, line[k], epoch)
-        path = artifacts.samples_path(t.out, epoch)
-        if is_sample_epoch(t.cfg, epoch) and path.is_file():
-            from PIL import Image
+        for phase, lr in line.get("lr", {}).items():
+            self.writer.add_scalar(f"lr/{phase}", lr, epoch)
+        for e in range(epoch + 1):  # the grids not shown yet (epoch 0's, or a resumed run's)
+            path = artifacts.samples_path(t.out, e)
+            if e not in self.logged and path.is_file():
+                self._image(path, e)
 
-            with Image.open(path) as im:  # the data's channels
-                grid = np.asarray(im.convert("L" if im.mode in ("L", "1") else "RGB"))
-            self.writer.add_image("samples", grid, epoch, dataformats="HW" if grid.ndim == 2
-                                  else "HWC")
+    def _image(self, path: Path, epoch: int) -> None:
+        from PIL import Image
+
+        with Image.open(path) as im:  # the data's channels
+            grid = np.asarray(im.convert("L" if im.mode in ("L", "1") else "RGB"))
+        self.writer.add_image("samples", grid, epoch, dataformats="HW" if grid.ndim == 2 else "HWC")
+        self.logged.add(epoch)
+
+    def run_end(self, t: Trainer) -> None:
+        if self.writer is None:
+            return
+        from .report import config_diff
+
+        last = read_jsonl(t.out / "metrics.jsonl")[-1:] or [{}]
+        params = {k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                  for k, v in config_diff(t.cfg.to_dict())}
+        metrics = {f"final/{k}": last[0][k] for k in SCALAR_KEYS if k in last[0]}
+        self.writer.add_hparams(params or {"defaults": "yes"}, metrics, run_name=".")
 
     def close(self) -> None:
         if self.writer is not None:

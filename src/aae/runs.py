@@ -34,14 +34,49 @@ def is_run(path: Path) -> bool:
     return (path / "config.toml").is_file() or (path / "checkpoints").is_dir()
 
 
-def prepare_new(out: Path, force: bool) -> None:
-    """Check that ``out`` may receive a new run, then create it. Raises before writing anything."""
+class RunLock:
+    """One writer per run: an exclusive ``flock`` on ``RUN/.lock``, held while a process trains
+    the run and released by the kernel when it exits however it exits (SIGKILL included). The
+    file holds the holder's PID, so a second writer can say who it waits for. Readers (sample,
+    evaluate, report) take no lock."""
+
+    def __init__(self, run: Path):
+        import fcntl
+
+        self.path = run / ".lock"
+        try:
+            self.file = open(self.path, "a+")  # noqa: SIM115 (held until release)
+        except OSError as e:
+            raise AAEError(f"{run}: cannot open its lock file ({e.strerror or e})") from None
+        try:
+            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "unknown"
+            self.file.close()
+            raise AAEError(f"{run}: another process (PID {holder}) is training this run; wait "
+                           "for it to finish or stop it first") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(str(os.getpid()))
+        self.file.flush()
+
+    def release(self) -> None:
+        if not self.file.closed:
+            self.file.close()  # closing the descriptor drops the flock
+
+
+def prepare_new(out: Path, force: bool) -> RunLock:
+    """Check that ``out`` may receive a new run, then create it and take its lock (before any
+    file of an earlier run there is removed). Raises before writing anything."""
     if out.exists() and not out.is_dir():
         raise AAEError(f"--out {out}: exists and is not a folder")
+    lock = None
     if out.is_dir() and is_run(out):
         if not force:
             raise AAEError(f"--out {out}: already holds a run; pass --resume to continue it or "
                            "--force to replace it")
+        lock = RunLock(out)
         for name in ARTIFACTS:
             p = out / name
             if p.is_dir():
@@ -54,6 +89,7 @@ def prepare_new(out: Path, force: bool) -> None:
         raise AAEError(f"--out {out}: cannot create the folder ({e.strerror or e})") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise AAEError(f"--out {out}: the folder is not writable")
+    return lock or RunLock(out)
 
 
 # train options that say how and where a run trains, not what it computes: --resume may change them

@@ -23,7 +23,7 @@ from .config import Config, to_toml
 from .errors import AAEError, DivergenceError, Interrupted
 from .fileio import atomic_write_text, read_jsonl
 from .groups import epoch_order
-from .runs import build_model, prepare_new, resume_config
+from .runs import RunLock, build_model, is_run, prepare_new, resume_config
 from .step import EpochSums, Runner, Step
 from .streams import Streams, generator, stream_seed
 
@@ -48,6 +48,8 @@ class Trainer:
         self.shard, self.device = distributed.setup(select_device(cfg.train.device))
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
+        # one writer per run: a resumed run is locked before anything of it is read
+        self.lock = RunLock(self.out) if resume and self.shard.main and is_run(self.out) else None
         cfg, saved = resume_config(self.out, cfg) if resume else (cfg, None)
         self.cfg = cfg
         # everything that can fail on user input happens before the run folder is touched
@@ -62,7 +64,7 @@ class Trainer:
         self.step = Step.from_config(self.model, cfg, streams.prior, self.shard)
         labels = data_mod.training_labels(cfg, self.model.caps, self.data)
         if not resume and self.shard.main:  # only rank 0 writes
-            prepare_new(self.out, force)
+            self.lock = prepare_new(self.out, force)
             atomic_write_text(self.out / "config.toml", to_toml(cfg))
         self.shard.barrier()
         noise = self.model.prior.sample(100, generator=generator(cfg.train.seed, "sample_noise"))
@@ -125,6 +127,8 @@ class Trainer:
         # while the other still runs aborts the whole job (gloo)
         self.shard.barrier()
         distributed.teardown(self.shard)
+        if self.lock is not None:
+            self.lock.release()
         return last
 
     def _begin_epoch(self, epoch: int) -> tuple[torch.Tensor, int]:
