@@ -259,3 +259,37 @@ def test_one_writer_per_run(tmp_path):
     assert any("is training this run" in err for _, err in results)
     epochs = [json.loads(ln)["epoch"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3, 4, 5, 6]
+
+
+def test_force_leaves_the_users_files_byte_for_byte_and_the_old_runs_pictures_go(tiny_data,
+                                                                                  tmp_path):
+    from aae.config import resolve
+
+    run = tmp_path / "run"
+    two_d = resolve(tiny_config(epochs=1).to_dict())  # code_dim 2: manifold.png and a scatter
+    Trainer(two_d, run, data=tiny_data, quiet=True).fit()
+    assert (run / "manifold.png").is_file()
+    mine = {"notes.txt": b"keep me", "samples/my_pick.png": b"\x89PNG mine",
+            "checkpoints/my_model.pt": b"weights of mine", "tb/mine/events.txt": b"log"}
+    for name, blob in mine.items():
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_bytes(blob)
+    eight_d = resolve(tiny_config(epochs=1).to_dict(), None, ["model.code_dim=8"])
+    Trainer(eight_d, run, data=tiny_data, force=True, quiet=True).fit()
+    for name, blob in mine.items():
+        assert (run / name).read_bytes() == blob, name
+    assert not (run / "manifold.png").exists()  # the replaced 2-D run's picture went with it
+    assert (run / "samples" / "epoch_0001.png").is_file()
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_folder_that_is_not_a_run_is_never_trained_into(tiny_data, tmp_path, force):
+    out = tmp_path / "project"
+    out.mkdir()
+    (out / "config.toml").write_text('[tool]\nname = "not aae"\n')
+    (out / "checkpoints").mkdir()
+    (out / "checkpoints" / "model.ckpt").write_bytes(b"theirs")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(AAEError, match="not an aae run"):
+        Trainer(tiny_config(epochs=1), out, data=tiny_data, force=force, quiet=True)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

@@ -14,7 +14,7 @@ Layout of ``RUN/``::
 from __future__ import annotations
 
 import os
-import shutil
+import re
 from pathlib import Path
 
 import torch
@@ -25,13 +25,47 @@ from .errors import AAEError
 from .model import AAE
 from .priors import build_prior
 
-# What aae writes into a run directory; --force removes these and nothing else.
-ARTIFACTS = ("config.toml", "metrics.jsonl", "checkpoints", "samples", "tb", "tsne.png",
-             "latent.png", "latent.json", "latent_scatter.png", "eval.json", "report.html")
+# What aae writes into a run folder, by name: --force removes these and nothing else. Inside
+# its sub-folders only files of the names aae gives are removed; a folder left empty goes too.
+FILES = ("config.toml", "metrics.jsonl", "tsne.png", "latent.png", "latent.json",
+         "latent_scatter.png", "manifold.png", "style.png", "clusters.png",
+         "clusters_confident.png", "eval.json", "report.html")
+FOLDERS = {"checkpoints": re.compile(r"epoch_\d{4}(_step_\d{6})?\.(json|safetensors)|\..*\.tmp"),
+           "samples": re.compile(r"epoch_\d+\.png|progress\.png"),
+           "best": re.compile(r"best\.(json|safetensors)|\..*\.tmp"),
+           "tb": re.compile(r"events\.out\.tfevents\..*")}
 
 
 def is_run(path: Path) -> bool:
-    return (path / "config.toml").is_file() or (path / "checkpoints").is_dir()
+    """Whether ``path`` holds an aae run: its config.toml is an aae config, or its checkpoints
+    folder holds aae checkpoints."""
+    cfg = path / "config.toml"
+    if cfg.is_file():
+        try:
+            Config.from_dict(load_toml(cfg))
+            return True
+        except AAEError:
+            pass
+    ck = path / "checkpoints"
+    return ck.is_dir() and any(FOLDERS["checkpoints"].fullmatch(p.name) for p in ck.iterdir())
+
+
+def remove_run_files(out: Path) -> None:
+    """Remove what aae wrote into the run folder ``out`` (:data:`FILES`, and in each of
+    :data:`FOLDERS` the files of aae's names, recursively for tb/), leaving anything else."""
+    for name in FILES:
+        (out / name).unlink(missing_ok=True)
+    for folder, names in FOLDERS.items():
+        root = out / folder
+        if not root.is_dir():
+            continue
+        for p in sorted(root.rglob("*"), key=lambda q: len(q.parts), reverse=True):
+            if p.is_file() and names.fullmatch(p.name):
+                p.unlink()
+            elif p.is_dir() and not any(p.iterdir()):
+                p.rmdir()
+        if not any(root.iterdir()):
+            root.rmdir()
 
 
 class RunLock:
@@ -77,12 +111,10 @@ def prepare_new(out: Path, force: bool) -> RunLock:
             raise AAEError(f"--out {out}: already holds a run; pass --resume to continue it or "
                            "--force to replace it")
         lock = RunLock(out)
-        for name in ARTIFACTS:
-            p = out / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
+        remove_run_files(out)
+    elif out.is_dir() and any(p.name != ".lock" for p in out.iterdir()):
+        raise AAEError(f"--out {out}: the folder holds files and is not an aae run; choose a new "
+                       "or empty folder (--force replaces only a run)")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -112,6 +112,10 @@ class Trainer:
             # them: a rank that exits with the gloo group alive aborts (SIGABRT)
             self.shard.barrier()
             distributed.teardown(self.shard)
+            self.release()  # saved: the run is free for the next writer
+            raise
+        except BaseException:
+            self.release()  # failed (a divergence, say): the same
             raise
         finally:
             for sig, h in old.items():
@@ -127,9 +131,13 @@ class Trainer:
         # while the other still runs aborts the whole job (gloo)
         self.shard.barrier()
         distributed.teardown(self.shard)
+        self.release()
+        return last
+
+    def release(self) -> None:
+        """Give the run's lock back (the process's exit does it too)."""
         if self.lock is not None:
             self.lock.release()
-        return last
 
     def _begin_epoch(self, epoch: int) -> tuple[torch.Tensor, int]:
         """Set the epoch's learning rates and example order; returns (order, steps)."""
