@@ -156,3 +156,10 @@ def assert_train_refuses(tmp_path: Path, args: list[str], needle: str) -> None:
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr
     assert not out.exists()
+
+
+def pytest_collection_modifyitems(items):
+    """The longest tests first: with one worker per core (pytest-xdist), a minutes-long test
+    started last would keep one core busy after the other has finished."""
+    first = ("test_golden.py", "test_golden_boundary.py", "test_distributed.py")
+    items.sort(key=lambda it: it.fspath.basename not in first)

@@ -50,6 +50,10 @@ def test_save_and_load_round_trip(fitted, tmp_path):
     assert np.array_equal(model.encode(x[:10]), again.encode(x[:10]))
     with pytest.raises(AAEError, match="new or empty folder"):
         model.save(tmp_path / "saved")
+    from aae.training import Trainer
+
+    with pytest.raises(AAEError, match="weights only"):
+        Trainer(again.config, tmp_path / "saved", resume=True, quiet=True)
 
 
 def test_wrong_inputs_to_a_trained_model(fitted):

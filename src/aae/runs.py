@@ -147,7 +147,11 @@ def resume_config(run: Path, given: Config) -> tuple[Config, tuple[dict, dict]]:
     check_resume_config(saved, given, run)
     d = saved.to_dict()
     d["train"].update({k: getattr(given.train, k) for k in RUNTIME_KEYS})
-    return Config.from_dict(d).validate(), ckpt.latest(run / "checkpoints")
+    tensors, meta = ckpt.latest(run / "checkpoints")
+    if not isinstance(meta.get("optim"), dict) or "rng" not in meta:
+        raise AAEError(f"--resume {run}: its checkpoint holds the model's weights only (as "
+                       "AAE.save writes them), not a training state to continue")
+    return Config.from_dict(d).validate(), (tensors, meta)
 
 
 def load_config(run: Path) -> Config:
