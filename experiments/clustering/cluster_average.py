@@ -1,6 +1,6 @@
 """Clustering errors of a run's saved checkpoints and of their weight average.
 
-    AAE_DATA_DIR=../shared/data .venv/bin/python experiments/clustering/cluster_average.py \\
+    .venv/bin/python experiments/clustering/cluster_average.py \\
         RUN EPOCH [EPOCH ...]
 
 For each listed epoch's checkpoint (RUN/checkpoints/epoch_NNNN, verified as on resume) and for

@@ -2,7 +2,7 @@
 held-out images (the ones the paper's rule names the cluster from), and how many held-out images
 have q(y = k|x) rounded to exactly 1.0 in float32.
 
-    AAE_DATA_DIR=../shared/data .venv/bin/python experiments/clustering/cluster_confident.py RUN [--top 10]
+    .venv/bin/python experiments/clustering/cluster_confident.py RUN [--top 10]
 
 Uses the run's newest checkpoint and its validation split (``data.validation``), ranks by the
 log-odds of q(y = k|x) as ``aae evaluate --cluster`` does.

@@ -1,6 +1,6 @@
 """Watch an unsupervised clustering AAE learn: cluster use, sharpness and errors every 200 steps.
 
-    AAE_DATA_DIR=../shared/data .venv/bin/python experiments/clustering/cluster_diag.py OUT.jsonl \
+    .venv/bin/python experiments/clustering/cluster_diag.py OUT.jsonl \
         [--clusters 16] [--steps 1400] [--set model.y_balance=1 ...]
 
 Starts from the cluster-K preset with any ``--set`` overrides, trains on the first 50 000 MNIST

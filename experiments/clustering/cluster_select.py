@@ -1,6 +1,6 @@
 """Label-free scores of finished clustering runs against their clustering error.
 
-    AAE_DATA_DIR=../shared/data .venv/bin/python experiments/clustering/cluster_select.py RUN [RUN ...]
+    .venv/bin/python experiments/clustering/cluster_select.py RUN [RUN ...]
 
 A question for the 16-cluster preset (experiments/clustering/README.md): its error depends on the start (the
 seed), so could a user train a few starts and keep one, without labels? For each run (its last

@@ -1,6 +1,6 @@
 """Compare optimizer recipes for the unsupervised MNIST AAE: reconstruction vs prior fit.
 
-    AAE_DATA_DIR=../shared/data .venv/bin/python experiments/default-tuning/tune_defaults.py --out runs/tune
+    .venv/bin/python experiments/default-tuning/tune_defaults.py --out runs/tune
 
 Each recipe trains the paper-sized model (d = 8, N(0, I)) on the first LIMIT training images for
 EPOCHS epochs and records the test reconstruction MSE, the prior fit of the test codes (MMD^2, the

@@ -1,6 +1,6 @@
 """Train the paper's figure 2-4 presets and record each prior's fit before and after training.
 
-    AAE_DATA_DIR=../shared/data .venv/bin/python experiments/paper-figures/figures.py \\
+    .venv/bin/python experiments/paper-figures/figures.py \\
         --limit 30000 --out runs/figures
 
 For every preset: MMD^2 between the test codes and prior samples for the untrained model (the
