@@ -102,6 +102,7 @@ def test_representation_is_heads_plus_style():
     torch.testing.assert_close(c["r"], m.heads)  # z = 0 decodes each cluster head itself
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["y", "heads"])
 def test_more_clusters_than_classes_trains_and_is_scored(split_data, tmp_path, mode):
     d = tiny_config(epochs=3).to_dict()

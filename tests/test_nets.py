@@ -46,6 +46,7 @@ def test_conv_refuses_images_too_small_for_its_stages():
         build_model(cfg, (1, 8, 8))
 
 
+@pytest.mark.slow
 def test_conv_run_learns_saves_and_loads_bit_for_bit(tmp_path):
     t = Trainer(_conv_cfg(), tmp_path / "run", data=toy_data(), quiet=True)
     t.fit()
@@ -101,6 +102,7 @@ def test_user_networks_train_save_load_in_a_fresh_process_and_sample(tmp_path):
     assert type(model.encoder).__name__ == "TinyConvEncoder"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value,needle", [
     ("nowhere.module:encoder", "cannot import 'nowhere.module:encoder'"),
     ("custom_nets:missing", "cannot import 'custom_nets:missing'"),
@@ -176,6 +178,7 @@ def test_colored_mnist_is_deterministic_per_image_and_keeps_the_digit():
         assert abs(float(img[m].mean() - img[~m].mean())) >= 0.3 * contrast - 1e-4
 
 
+@pytest.mark.slow
 def test_a_64x64_colour_conv_checkpoint_is_small(tmp_path):
     """The conv family at its default widths on 64x64x3 images: every checkpoint (weights and the
     optimizers' moments) under 50 MB, where the paper's MLP over 12 288 pixels would need 418 MB."""

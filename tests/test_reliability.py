@@ -154,6 +154,7 @@ def test_unwritable_output_dir(tiny_data, tmp_path):
         Trainer(tiny_config(), ro / "run", data=tiny_data, quiet=True)
 
 
+@pytest.mark.slow
 def test_force_replaces_only_aae_files(tiny_data, tmp_path):
     run = tmp_path / "run"
     Trainer(tiny_config(epochs=1), run, data=tiny_data, quiet=True).fit()
@@ -228,6 +229,7 @@ def test_optimizer_restore_keeps_the_receivers_runtime_flags():
     assert torch.equal(st["exp_avg"], saved.state[w]["exp_avg"]) and float(st["step"]) == 1.0
 
 
+@pytest.mark.slow
 def test_one_writer_per_run(tmp_path):
     """A run that another process is training is refused with one line naming that process;
     two resumes started together: exactly one trains, and every epoch is logged once."""

@@ -118,6 +118,7 @@ def test_supervised_style_grid(tiny_data, tmp_path):
     assert not torch.allclose(imgs[0], imgs[1])  # the label changes the image for a fixed z
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,needle", [
     (["--labelled", "100000", "--set", "model.class_input=y"], "option data.labelled"),
     (["--set", "model.class_input=label", "--labelled", "50"], "option data.labelled"),

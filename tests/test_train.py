@@ -215,6 +215,7 @@ def test_joint_step_gradients_are_each_networks_own(tiny_data):
     assert not opts["gen"].state  # the separate encoder phase does not exist in this schedule
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", [{}, {"class_input": "y", "code_dim": 3, "y_consistency": 1.0},
                                    {"disc_groups": 4, "disc_aggregate": "median"}])
 def test_joint_schedule_trains(tiny_data, tmp_path, model):
