@@ -181,6 +181,17 @@ class AAE:
                            "y or heads)")
         return _like(m.predict(self._check(_images(x, "predict(x)"), "predict(x)")), x)
 
+    def export(self, path: str | Path, part: str = "decoder", fmt: str | None = None,
+               force: bool = False) -> Path:
+        """Write the encoder or decoder as a standalone file: ONNX (``.onnx``, needs
+        ``pip install 'aae[export]'``) or a ``torch.export`` program (``.pt2``); ``fmt`` defaults
+        to the file's suffix. An existing file is kept unless ``force``. See :mod:`aae.export`
+        for the graphs' inputs and outputs."""
+        from .export import export
+
+        path = Path(path)
+        return export(self._model(), part, fmt or path.suffix.lstrip(".") or "onnx", path, force)
+
     def _check(self, x: torch.Tensor, where: str) -> torch.Tensor:
         from .runs import check_images
 

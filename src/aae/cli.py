@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the demo run: MNIST if found or fetched, else sklearn digits")
     d.add_argument("--out", default="runs/demo", metavar="RUN_DIR")
     _add_run_commands(sub)
+    _add_export(sub)
     return p
 
 
@@ -135,6 +136,17 @@ def _add_run_commands(sub) -> None:
     pl = sub.add_parser("plot", help="redraw tsne.png, latent.png and latent.json from a run")
     pl.add_argument("run", metavar="RUN_DIR")
     pl.add_argument("--data-dir", metavar="DIR")
+
+
+def _add_export(sub) -> None:
+    ex = sub.add_parser("export", help="the encoder or decoder as an ONNX or torch.export file")
+    ex.add_argument("run", metavar="RUN_DIR")
+    ex.add_argument("--part", choices=["encoder", "decoder"], default="decoder",
+                    help="which network (default decoder)")
+    ex.add_argument("--format", choices=["onnx", "pt2"], help="default: from --out's suffix, "
+                    "else onnx")
+    ex.add_argument("--out", metavar="FILE", help="default RUN_DIR/PART.FORMAT")
+    ex.add_argument("--force", action="store_true", help="replace an existing --out file")
 
 
 def _overrides(a: argparse.Namespace) -> dict:
@@ -453,6 +465,16 @@ def cmd_score(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(a: argparse.Namespace) -> int:
+    from .api import AAE
+
+    fmt = a.format or (a.out.rsplit(".", 1)[-1] if a.out and a.out.endswith((".onnx", ".pt2"))
+                       else "onnx")
+    out = Path(a.out) if a.out else Path(a.run) / f"{a.part}.{fmt}"
+    print(AAE.load(a.run).export(out, a.part, fmt, force=a.force))
+    return 0
+
+
 def cmd_report(a: argparse.Namespace) -> int:
     from .report import write_report
 
@@ -470,7 +492,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
 COMMANDS = {"train": cmd_train, "demo": cmd_demo, "presets": cmd_presets, "sample": cmd_sample,
             "decode": cmd_decode, "config": cmd_config,
             "encode": cmd_encode, "evaluate": cmd_evaluate, "plot": cmd_plot, "score": cmd_score,
-            "report": cmd_report, "compare": cmd_compare}
+            "export": cmd_export, "report": cmd_report, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
 import math
 import sys
 import typing
@@ -173,6 +174,10 @@ class TrainConfig:
     # launch instead of hundreds, 5.9x the eager step on an H200 (experiments/performance); ignored on
     # the CPU and under torchrun
     cuda_graph: bool = True
+    # MLflow tracking (pip install 'aae[mlflow]'): params, per-epoch metrics, sample grids and the
+    # run's files go to this tracking URI, e.g. sqlite:///mlflow.db or http://host:5000 ("" = off)
+    mlflow_uri: str = ""
+    mlflow_experiment: str = "aae"  # the MLflow experiment the run is logged under
 
 
 @dataclass
@@ -297,8 +302,13 @@ def _validate_train(cfg: Config) -> None:
          d.image_size)
     need(d.channels in (0, 1, 3), "data.channels", "1, 3, or 0 to keep the data's", d.channels)
     need(0 < d.test_fraction < 1, "data.test_fraction", "a fraction in (0, 1)", d.test_fraction)
-    need(t.epochs >= 0, "train.epochs (--epochs)", "an integer >= 0", t.epochs)
-    need(t.batch_size > 0, "train.batch_size", "an integer > 0", t.batch_size)
+    need(0 <= t.epochs < 2**31, "train.epochs (--epochs)", "an integer in [0, 2^31)", t.epochs)
+    need(0 < t.batch_size < 2**31, "train.batch_size", "an integer in [1, 2^31)", t.batch_size)
+    need(0 <= t.seed < 2**63, "train.seed", "an integer in [0, 2^63)", t.seed)
+    need(not t.mlflow_uri or importlib.util.find_spec("mlflow") is not None, "train.mlflow_uri",
+         "empty unless MLflow is installed (pip install 'aae[mlflow]')", t.mlflow_uri)
+    need(bool(t.mlflow_experiment.strip()), "train.mlflow_experiment", "a name",
+         t.mlflow_experiment)
     need(t.checkpoint_every > 0, "train.checkpoint_every", "an integer > 0", t.checkpoint_every)
     need(t.tsne_points >= 0, "train.tsne_points", "an integer >= 0", t.tsne_points)
     need(t.threads >= 0, "train.threads", "an integer >= 0", t.threads)

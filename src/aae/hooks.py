@@ -4,7 +4,8 @@ A hook has ``epoch_end(trainer, line)`` (``line``: the epoch's metrics, by name,
 add to) and ``run_end(trainer)``; either may be a no-op. :func:`default_hooks` returns the list a
 run uses, in order: in-loop evaluation, the metrics file, the balance warning, sample grids,
 TensorBoard, the checkpoint, the epoch's log line; after the last epoch the latent plots, cluster
-grids and the report. Only the main process (rank 0) calls them.
+grids and the report; with ``train.mlflow_uri``, :class:`aae.tracking.MLflow` last. Only the
+main process (rank 0) calls them.
 """
 
 from __future__ import annotations
@@ -209,6 +210,11 @@ def default_hooks(t: Trainer) -> list[Hook]:
     caps = t.model.caps
     evals: list[Hook] = [ClassificationEval()] if caps.classify else (
         [ClusterEval()] if caps.cluster else [])
-    return [*evals, MetricsFile(), BalanceWarning(), Samples(),
-            TensorBoard(t.out / "tb", t.t.state.global_step), Checkpoint(), EpochLog(),
-            FinalArtifacts()]
+    out = [*evals, MetricsFile(), BalanceWarning(), Samples(),
+           TensorBoard(t.out / "tb", t.t.state.global_step), Checkpoint(), EpochLog(),
+           FinalArtifacts()]
+    if t.cfg.train.mlflow_uri:  # last: it logs the grids and files the others wrote
+        from .tracking import MLflow
+
+        out.append(MLflow(t))
+    return out
