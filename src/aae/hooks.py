@@ -194,7 +194,7 @@ class FinalArtifacts(Hook):
     def run_end(self, t: Trainer) -> None:
         n = min(t.cfg.train.tsne_points, len(t.data.test_x))
         t.log(f"after training: the test codes' fit{f', a t-SNE of {n} codes' if n else ''}, "
-              "plots and the report ...")
+              "plots and the report (Ctrl-C skips them) ...")
         fit = artifacts.write_latent(t.out, t.model, t.data, t.cfg.train.seed,
                                      t.cfg.train.tsne_points)
         t.log(f"test codes vs prior: {summarize_fit(fit)}")

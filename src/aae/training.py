@@ -96,17 +96,23 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train to ``train.epochs``; returns the last epoch's metrics line."""
-        s, main = self.t.state, self.shard.main
-        old = {}
-        if threading.current_thread() is threading.main_thread():
-            old = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        s = self.t.state
+        old = self._handle_signals(self._on_signal)  # a signal stops at the next step, saved
         last: dict[str, Any] = {}
         try:
-            if main and s.epoch == 0 and s.step_in_epoch == 0 and not (self.out / "samples").is_dir():
+            if self.shard.main and s.epoch == 0 and s.step_in_epoch == 0 \
+                    and not (self.out / "samples").is_dir():
                 artifacts.write_samples(self.out, self.model, self.t.sample_noise, 0)
                 self.checkpoints.save(self.t)
             while s.epoch < self.cfg.train.epochs:
                 last = self._epoch()
+            if not last and s.epoch:  # nothing left to train: report the latest logged epoch
+                lines = read_jsonl(self.out / "metrics.jsonl")
+                last = lines[-1] if lines else {}
+            # after training, a signal stops the plots and report at once (the run is saved)
+            self._handle_signals(self._stop_after_training)
+            for h in self.hooks:
+                h.run_end(self)
         except Interrupted:
             # every rank waits for rank 0's checkpoint, then the group is torn down on all of
             # them: a rank that exits with the gloo group alive aborts (SIGABRT)
@@ -122,17 +128,25 @@ class Trainer:
                 signal.signal(sig, h)
             for h in self.hooks:
                 h.close()
-        if not last and s.epoch:  # nothing left to train: report the latest logged epoch
-            lines = read_jsonl(self.out / "metrics.jsonl")
-            last = lines[-1] if lines else {}
-        for h in self.hooks:
-            h.run_end(self)
         # every rank waits for rank 0's plots and report: a process group torn down on one rank
         # while the other still runs aborts the whole job (gloo)
         self.shard.barrier()
         distributed.teardown(self.shard)
         self.release()
         return last
+
+    @staticmethod
+    def _handle_signals(handler) -> dict:
+        """Route SIGINT and SIGTERM to ``handler``; returns the previous handlers (none are set
+        outside the main thread, where Python cannot set them)."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _stop_after_training(self, signum, frame) -> None:  # noqa: ARG002
+        raise Interrupted(f"{signal.Signals(signum).name} after training: the run is trained and "
+                          f"saved; its plots and report are not finished (draw them with: "
+                          f"aae plot {self.out} && aae report {self.out})", signum)
 
     def release(self) -> None:
         """Give the run's lock back (the process's exit does it too)."""

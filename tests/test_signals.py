@@ -1,0 +1,49 @@
+"""Signals after training: the post-training plots and report stop at once with a line that says
+the run is saved and how to draw what was skipped; the lock is given back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from aae import checkpoint as ckpt
+from aae.errors import Interrupted
+from aae.hooks import Hook
+from aae.runs import RunLock
+from aae.training import Trainer
+
+from conftest import tiny_config
+
+
+class SignalDuringPlots(Hook):
+    """Stands for a long native computation after training (the t-SNE): sends the signal to its
+    own process, then works for up to 30 s; the handler must cut it short."""
+
+    def __init__(self, signum: int):
+        self.signum, self.seconds = signum, None
+
+    def run_end(self, t) -> None:
+        start = time.perf_counter()
+        os.kill(os.getpid(), self.signum)
+        while time.perf_counter() - start < 30:
+            sum(range(1000))
+        self.seconds = time.perf_counter() - start
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_after_training_stops_the_plots_at_once(tiny_data, tmp_path, signum):
+    t = Trainer(tiny_config(epochs=2), tmp_path / "run", data=tiny_data, quiet=True)
+    late = SignalDuringPlots(signum)
+    t.hooks = [h for h in t.hooks if type(h).__name__ != "FinalArtifacts"] + [late]
+    start = time.perf_counter()
+    with pytest.raises(Interrupted, match="after training: the run is trained and saved") as e:
+        t.fit()
+    assert e.value.signum == signum and "aae report" in str(e.value)
+    assert late.seconds is None and time.perf_counter() - start < 25
+    _, meta = ckpt.latest(tmp_path / "run" / "checkpoints")
+    assert meta["epoch"] == 2  # trained to the end and saved
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers given back
+    RunLock(tmp_path / "run").release()  # the lock is free again
