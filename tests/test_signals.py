@@ -47,3 +47,40 @@ def test_signal_after_training_stops_the_plots_at_once(tiny_data, tmp_path, sign
     assert meta["epoch"] == 2  # trained to the end and saved
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers given back
     RunLock(tmp_path / "run").release()  # the lock is free again
+
+
+def test_failure_before_the_first_checkpoint_leaves_nothing(tiny_data, tmp_path, monkeypatch):
+    from aae.errors import AAEError
+
+    run = tmp_path / "run"
+    real = ckpt.save
+
+    def full_disk(*a, **kw):
+        raise AAEError(f"cannot write {a[0]}: the disk is full")
+
+    monkeypatch.setattr(ckpt, "save", full_disk)
+    t = Trainer(tiny_config(epochs=1), run, data=tiny_data, quiet=True)
+    assert (run / "config.toml").is_file() and (run / "tb").is_dir()
+    with pytest.raises(AAEError, match="disk is full"):
+        t.fit()
+    assert not run.exists()  # config.toml, samples/, tb/ and the lock went with the folder
+    monkeypatch.setattr(ckpt, "save", real)
+    Trainer(tiny_config(epochs=1), run, data=tiny_data, quiet=True).fit()  # the retry is a new run
+    assert ckpt.latest(run / "checkpoints")[1]["epoch"] == 1
+
+
+def test_failure_while_building_keeps_the_users_folder(tiny_data, tmp_path, monkeypatch):
+    from aae import hooks
+
+    run = tmp_path / "mine"
+    run.mkdir()  # an empty folder the user made: it stays, empty
+
+    def broken(t):
+        raise RuntimeError("tracking server down")
+
+    monkeypatch.setattr(hooks, "default_hooks", broken)
+    with pytest.raises(RuntimeError, match="server down"):
+        Trainer(tiny_config(epochs=1), run, data=tiny_data, quiet=True)
+    assert run.is_dir() and not any(run.iterdir())
+    monkeypatch.undo()
+    Trainer(tiny_config(epochs=1), run, data=tiny_data, quiet=True).fit()

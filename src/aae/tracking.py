@@ -96,3 +96,4 @@ class MLflow(Hook):
     def close(self) -> None:
         if self.run_id is not None:  # stopped before the end: interrupted, diverged or failed
             self.client.set_terminated(self.run_id, "KILLED")
+            self.run_id = None

@@ -63,8 +63,22 @@ class Trainer:
         streams = Streams.seeded(cfg.train.seed, self.device)
         self.step = Step.from_config(self.model, cfg, streams.prior, self.shard)
         labels = data_mod.training_labels(cfg, self.model.caps, self.data)
+        # a new run's folder until its first checkpoint: what a failure before it removes
+        self.unsaved: bool | None = None  # True: this run created the folder itself
         if not resume and self.shard.main:  # only rank 0 writes
+            existed = self.out.exists()
             self.lock = prepare_new(self.out, force)
+            self.unsaved = not existed
+        try:
+            self._build(cfg, data, streams, labels, saved)
+        except BaseException:
+            self.discard_unsaved()
+            self.release()
+            raise
+
+    def _build(self, cfg: Config, data, streams: Streams, labels, saved) -> None:
+        """The run's state, checkpoints, step runner and hooks (a new run's config written)."""
+        if self.unsaved is not None:
             atomic_write_text(self.out / "config.toml", to_toml(cfg))
         self.shard.barrier()
         noise = self.model.prior.sample(100, generator=generator(cfg.train.seed, "sample_noise"))
@@ -87,6 +101,19 @@ class Trainer:
         if self.shard.main:
             self.log(start_line(self))
 
+    def discard_unsaved(self) -> None:
+        """A new run that failed before its first checkpoint leaves nothing behind: the files it
+        wrote go (by name, as --force removes them), and the folder too if it made it."""
+        if self.unsaved is None:
+            return
+        from .runs import remove_run_files
+
+        remove_run_files(self.out)
+        (self.out / ".lock").unlink(missing_ok=True)
+        if self.unsaved and self.out.is_dir() and not any(self.out.iterdir()):
+            self.out.rmdir()
+        self.unsaved = None
+
     def log(self, msg: str) -> None:
         if not self.quiet:
             print(msg, file=sys.stderr, flush=True)
@@ -104,6 +131,7 @@ class Trainer:
                     and not (self.out / "samples").is_dir():
                 artifacts.write_samples(self.out, self.model, self.t.sample_noise, 0)
                 self.checkpoints.save(self.t)
+            self.unsaved = None  # from here on the run resumes from its checkpoints
             while s.epoch < self.cfg.train.epochs:
                 last = self._epoch()
             if not last and s.epoch:  # nothing left to train: report the latest logged epoch
@@ -121,7 +149,10 @@ class Trainer:
             self.release()  # saved: the run is free for the next writer
             raise
         except BaseException:
-            self.release()  # failed (a divergence, say): the same
+            for h in self.hooks:  # TensorBoard's and MLflow's writers, before their files go
+                h.close()
+            self.discard_unsaved()  # failed before the first checkpoint: nothing half-written
+            self.release()  # failed (a divergence, say): the run is free again
             raise
         finally:
             for sig, h in old.items():
