@@ -44,6 +44,14 @@ VARIANTS = {  # name -> config overrides; every training variant that exists
     "unsupervised-joint": {"train": {"schedule": "joint"}},
     # the convolutional family (model.arch = "conv", its default widths)
     "conv": {"model": {"arch": "conv"}},
+    # the conv family at the layer sizes of pythae's MNIST convolutional networks (its encoder's
+    # four stride-2 kernel-4 convolutions, 128-256-512-1024 channels, 28 -> 14 -> 7 -> 3 -> 1, then
+    # one linear layer to the code; ours mirrors them in the decoder, where pythae's has three
+    # kernel-3 transposed convolutions from 4x4): bench/pythae_compare.py --arch conv
+    "conv-pythae": {"model": {"arch": "conv", "conv_widths": [128, 256, 512, 1024]}},
+    # the same on the joint schedule (one encoder pass, as pythae's step)
+    "conv-pythae-joint": {"model": {"arch": "conv", "conv_widths": [128, 256, 512, 1024]},
+                          "train": {"schedule": "joint"}},
     "groups4-median": {"model": {"disc_groups": 4, "disc_aggregate": "median"}},
     "groups16-median": {"model": {"disc_groups": 16, "disc_aggregate": "median"}},
     "groups16-median-each": {"model": {"disc_groups": 16, "disc_aggregate": "median",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import http.server
 import os
 import struct
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +166,34 @@ def pytest_collection_modifyitems(items):
     started last would keep one core busy after the other has finished."""
     first = ("test_golden.py", "test_golden_boundary.py", "test_distributed.py")
     items.sort(key=lambda it: it.fspath.basename not in first)
+
+
+@contextlib.contextmanager
+def http_folder(folder: Path):
+    """An HTTP server on ``folder`` (a mirror for download tests); yields its URL."""
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(folder), **kw)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}/"
+    finally:
+        srv.shutdown()
+
+
+def poison_recon_loss(monkeypatch, model, after: int = 20) -> None:
+    """From the ``after``-th call on, the model's reconstruction loss is NaN."""
+    real, calls = model.recon_loss, []
+
+    def poisoned(*a, **kw):
+        calls.append(1)
+        out = real(*a, **kw)
+        return out * float("nan") if len(calls) >= after else out
+
+    monkeypatch.setattr(model, "recon_loss", poisoned)

@@ -1,7 +1,5 @@
 import gzip
 import hashlib
-import http.server
-import threading
 
 import numpy as np
 import pytest
@@ -10,7 +8,7 @@ import torch
 from aae import data
 from aae.errors import AAEError
 
-from conftest import SHARED_DATA, has_real_mnist, idx_bytes, write_idx_set
+from conftest import SHARED_DATA, has_real_mnist, http_folder, idx_bytes, write_idx_set
 
 
 def test_parse_idx_roundtrip():
@@ -84,18 +82,8 @@ def test_limit_larger_than_data(tmp_path):
 def http_server(tmp_path):
     served = tmp_path / "served"
     write_idx_set(served)
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(served), **kw)
-
-        def log_message(self, *a):
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield served, f"http://127.0.0.1:{srv.server_address[1]}/"
-    srv.shutdown()
+    with http_folder(served) as url:
+        yield served, url
 
 
 def test_download_verifies_checksum(http_server, monkeypatch, tmp_path):

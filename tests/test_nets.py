@@ -40,6 +40,20 @@ def test_conv_family_maps_images_to_codes_and_back(shape):
     assert any(isinstance(mod, torch.nn.Conv2d) for mod in m.encoder.modules())
 
 
+def test_conv_hidden_layers_sit_between_the_features_and_the_code():
+    cfg = resolve(None, None, ["model.arch=conv", "model.conv_widths=[8, 16]",
+                               "model.conv_hidden=[64, 32]"])
+    m = build_model(cfg, (1, 28, 28))
+    enc = [mod.out_features for mod in m.encoder.head if isinstance(mod, torch.nn.Linear)]
+    dec = [mod.out_features for mod in m.decoder.fc if isinstance(mod, torch.nn.Linear)]
+    assert enc == [64, 32, 8] and dec == [32, 64, 16 * 7 * 7]  # mirrored
+    x = torch.rand(3, 1, 28, 28)
+    assert m.decode(m.encode(x)).shape == x.shape
+    plain = build_model(resolve(None, None, ["model.arch=conv", "model.conv_widths=[8, 16]"]),
+                        (1, 28, 28))
+    assert isinstance(plain.encoder.head, torch.nn.Linear)  # [] keeps one linear layer each way
+
+
 def test_conv_refuses_images_too_small_for_its_stages():
     cfg = resolve(None, None, ["model.arch=conv", "model.conv_widths=[8, 8, 8, 8]"])
     with pytest.raises(AAEError, match="model.conv_widths: 4 stride-2 stages"):
@@ -190,3 +204,13 @@ def test_a_64x64_colour_conv_checkpoint_is_small(tmp_path):
     Trainer(cfg, tmp_path / "run", data=data, quiet=True).fit()
     sizes = [p.stat().st_size for p in (tmp_path / "run" / "checkpoints").glob("*.safetensors")]
     assert sizes and max(sizes) < 50e6, sizes
+
+
+def test_a_model_too_large_for_memory_is_refused_before_allocation():
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cfg = resolve(None, None, ["model.encoder_hidden=[1048576, 1048576]"])  # 10^12 weights
+    with pytest.raises(AAEError, match=r"GiB to train with Adam, more than this machine's"):
+        build_model(cfg, (1, 28, 28))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: nothing built

@@ -98,6 +98,7 @@ def test_pickled_checkpoint_never_runs(tiny_data, tmp_path, monkeypatch):
         meta = json.loads(js.read_text())
         (folder / meta["tensors"]).write_bytes(evil)
         meta["sha256"] = hashlib.sha256(evil).hexdigest()
+        meta["meta_sha256"] = ckpt.meta_hash(meta)  # every hash forged to match
         js.write_text(json.dumps(meta))
         (folder / "epoch_9999.pt").write_bytes(evil)  # a torch.save-style pickle beside it
         if i == 0:  # the poisoned newest one is skipped for the intact older one

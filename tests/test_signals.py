@@ -15,7 +15,7 @@ from aae.hooks import Hook
 from aae.runs import RunLock
 from aae.training import Trainer
 
-from conftest import tiny_config
+from conftest import poison_recon_loss, tiny_config
 
 
 class SignalDuringPlots(Hook):
@@ -84,3 +84,26 @@ def test_failure_while_building_keeps_the_users_folder(tiny_data, tmp_path, monk
     assert run.is_dir() and not any(run.iterdir())
     monkeypatch.undo()
     Trainer(tiny_config(epochs=1), run, data=tiny_data, quiet=True).fit()
+
+
+def test_divergence_names_a_command_that_continues(tiny_data, tmp_path, monkeypatch, capsys):
+    import shlex
+
+    from aae.cli import main
+    from aae.errors import DivergenceError
+
+    run = tmp_path / "run"
+    t = Trainer(tiny_config(epochs=3), run, data=tiny_data, quiet=True)
+    poison_recon_loss(monkeypatch, t.model)
+    with pytest.raises(DivergenceError, match="reconstruction loss") as e:
+        t.fit()
+    command = str(e.value).split("with a lower rate: ")[1]
+    args = shlex.split(command)
+    assert args[:3] == ["aae", "train", "--resume"] and "optim.recon.lr=0.0001" in args
+    monkeypatch.undo()
+    assert main([*args[1:], "--quiet"]) == 0  # the advice works: the run continues to the end
+    _, meta = ckpt.latest(run / "checkpoints")
+    assert meta["epoch"] == 3 and meta["config"]["optim"]["recon"]["lr"] == pytest.approx(1e-4)
+    from aae.config import load_toml
+
+    assert load_toml(run / "config.toml")["optim"]["recon"]["lr"] == pytest.approx(1e-4)

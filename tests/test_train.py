@@ -12,7 +12,7 @@ from aae.optim import build_optimizers
 from aae.runs import load_run
 from aae.training import Trainer
 
-from conftest import tiny_config, train_step
+from conftest import poison_recon_loss, tiny_config, train_step
 
 
 def _recon(model, x):
@@ -133,14 +133,7 @@ def test_interrupt_mid_epoch_then_resume_is_exact(tiny_data, tmp_path, monkeypat
 
 def test_divergence_names_phase_and_keeps_checkpoint(tiny_data, tmp_path, monkeypatch):
     t = Trainer(tiny_config(epochs=3), tmp_path / "run", data=tiny_data, quiet=True)
-    real, calls = t.model.recon_loss, []
-
-    def poisoned(*a, **kw):
-        calls.append(1)
-        out = real(*a, **kw)
-        return out * float("nan") if len(calls) >= 20 else out
-
-    monkeypatch.setattr(t.model, "recon_loss", poisoned)
+    poison_recon_loss(monkeypatch, t.model)
     with pytest.raises(DivergenceError, match="reconstruction loss .* epoch 2, step 20"):
         t.fit()
     _, meta = ckpt.latest(tmp_path / "run" / "checkpoints")

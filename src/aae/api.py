@@ -156,8 +156,10 @@ class AAE:
     def sample(self, n: int, classes: Array | None = None, seed: int | None = None) -> np.ndarray:
         """``n`` images decoded from prior samples (numpy, (n, C, H, W) in [0, 1])."""
         m = self._model()
-        if not isinstance(n, int) or n <= 0:
-            raise AAEError(f"sample(n): expected an integer > 0, got {n!r}")
+        if not isinstance(n, int) or not 0 < n <= 10**6:
+            raise AAEError(f"sample(n): expected an integer from 1 to 10^6, got {n!r}")
+        if seed is not None and not (isinstance(seed, int) and 0 <= seed < 2**63):
+            raise AAEError(f"sample(seed): expected an integer from 0 to 2^63 - 1, got {seed!r}")
         g = torch.Generator().manual_seed(seed) if seed is not None else None
         z = m.prior.sample(n, generator=g)
         cls = None if classes is None else torch.as_tensor(np.asarray(classes)).long()

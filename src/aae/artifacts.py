@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import plots
+from . import plots, priors
 from .data import ImageData
 from .fileio import atomic_write_bytes, atomic_write_json
-from .metrics import latent_fit
+from .metrics import code_problem, latent_fit
 from .model import AAE
 
 
@@ -66,40 +66,79 @@ def write_progress(run: Path) -> None:
 
 
 def write_latent(run: Path, model: AAE, data: ImageData, seed: int, tsne_points: int) -> dict:
-    """tsne.png, latent.png and latent.json from the test set's codes. Returns the fit dict."""
+    """tsne.png, latent.png and latent.json from the test set's codes. Returns the fit dict.
+
+    Codes without spread are not embedded or plotted where that needs spread: codes all at one
+    point (a collapsed encoder; openTSNE would crash the process) skip the t-SNE; codes with NaN or
+    infinite values also skip latent.png, the 2-D scatter and the component assignment.
+    ``fit["skipped"]`` maps each file (or ``assignment``) left out to the reason, and a file of
+    that name left from an earlier drawing is removed, so the run never shows stale pictures."""
     reg = model.regularizers[0]
     device = next(model.parameters()).device
     codes = model.encode_all(data.test_x.to(device))[reg.code].float().cpu()
     labels = None if data.test_y is None else data.test_y.cpu().numpy()
     fit = latent_fit(codes, reg.prior, seed=seed)
     fit["split"] = "test"
+    problem = code_problem(codes)
+    broken = problem if "nonfinite" in fit else None  # no finite values to histogram or assign
+    skipped: dict[str, str] = {}
     if getattr(reg.prior, "num_components", 0) and labels is not None:
-        fit["assignment"] = component_assignment(codes, torch.from_numpy(labels), reg.prior)
-    pdfs = [reg.prior.marginal_pdf(j) for j in range(codes.shape[1])]
-    atomic_write_bytes(run / "latent.png", plots.latent_png(
-        codes.numpy(), fit, pdfs, title=f"test codes of {data.name} (n = {len(codes)})"))
-    if tsne_points and len(codes) >= 10:
-        n = min(tsne_points, len(codes))
-        pick = torch.randperm(len(codes), generator=torch.Generator().manual_seed(seed))[:n]
-        pick = pick.sort().values.numpy()
-        t0 = time.perf_counter()
-        emb = codes.numpy()[pick] if codes.shape[1] == 2 else plots.tsne_embed(
-            codes.numpy()[pick], seed=seed)
-        fit["tsne_seconds"] = round(time.perf_counter() - t0, 2)
-        what = "t-SNE of" if codes.shape[1] != 2 else "2-D"
-        atomic_write_bytes(run / "tsne.png", plots.scatter_png(
-            emb, None if labels is None else labels[pick],
-            f"{what} test codes z (d = {codes.shape[1]}, n = {n})", data.class_names))
+        why = broken or _assign_or_why(fit, codes, labels, reg.prior)
+        if why:
+            skipped["assignment"] = why
+    if _skip(run, "latent.png", broken, skipped):
+        pdfs = [priors.marginal_pdf(reg.prior, j) for j in range(codes.shape[1])]
+        atomic_write_bytes(run / "latent.png", plots.latent_png(
+            codes.numpy(), fit, pdfs, title=f"test codes of {data.name} (n = {len(codes)})"))
+    if tsne_points and len(codes) >= 10 and _skip(run, "tsne.png", problem, skipped):
+        write_tsne(run, codes, data, min(tsne_points, len(codes)), seed, fit)
     if codes.shape[1] == 2:
-        write_latent_2d(run, model, data, codes)
+        skipped.update(write_latent_2d(run, model, data, codes))
+    if skipped:
+        fit["skipped"] = skipped
     atomic_write_json(run / "latent.json", fit)
     return fit
+
+
+def _skip(run: Path, name: str, why: str | None, skipped: dict[str, str]) -> bool:
+    """True when ``name`` is to be drawn; else records why not and removes a stale copy."""
+    if why is None:
+        return True
+    skipped[name] = why
+    (run / name).unlink(missing_ok=True)
+    return False
+
+
+def _assign_or_why(fit: dict, codes: torch.Tensor, labels: np.ndarray, prior) -> str | None:
+    """``fit["assignment"]`` from the prior's ``assign``, or why there is none."""
+    try:
+        fit["assignment"] = component_assignment(codes, torch.from_numpy(labels), prior)
+    except NotImplementedError:
+        return "the prior has num_components but no assign(z)"
+    return None
+
+
+def write_tsne(run: Path, codes: torch.Tensor, data: ImageData, n: int, seed: int,
+               fit: dict) -> None:
+    """tsne.png: ``n`` of the test ``codes`` (drawn with ``seed``), by class; a t-SNE unless they
+    are 2-D. The codes must have spread (:func:`aae.metrics.code_problem`)."""
+    labels = None if data.test_y is None else data.test_y.cpu().numpy()
+    pick = torch.randperm(len(codes), generator=torch.Generator().manual_seed(seed))[:n]
+    pick = pick.sort().values.numpy()
+    t0 = time.perf_counter()
+    emb = codes.numpy()[pick] if codes.shape[1] == 2 else plots.tsne_embed(
+        codes.numpy()[pick], seed=seed)
+    fit["tsne_seconds"] = round(time.perf_counter() - t0, 2)
+    what = "t-SNE of" if codes.shape[1] != 2 else "2-D"
+    atomic_write_bytes(run / "tsne.png", plots.scatter_png(
+        emb, None if labels is None else labels[pick],
+        f"{what} test codes z (d = {codes.shape[1]}, n = {n})", data.class_names))
 
 
 def component_assignment(codes: torch.Tensor, labels: torch.Tensor, prior) -> dict:
     """For each class c, the share of its codes that the prior assigns to part c (the mixture
     component of highest responsibility, or the swiss-roll segment)."""
-    assigned = prior.assign(codes)
+    assigned = priors.assign(prior, codes)
     per_class = []
     for c in range(prior.num_components):
         m = labels == c
@@ -111,26 +150,43 @@ def component_assignment(codes: torch.Tensor, labels: torch.Tensor, prior) -> di
 
 @torch.no_grad()
 def write_latent_2d(run: Path, model: AAE, data: ImageData, codes: torch.Tensor | None = None,
-                    epoch: int | None = None) -> None:
+                    epoch: int | None = None) -> dict[str, str]:
     """latent_scatter.png (test codes by class over prior samples) and manifold.png (the decoder
-    over the prior's support), for 2-D codes."""
+    over the prior's support), for 2-D codes. Codes with NaN or infinite values are not
+    scattered; returns ``{"latent_scatter.png": why}`` then, else {}."""
     reg = model.regularizers[0]
     device = next(model.parameters()).device
     labels = None if data.test_y is None else data.test_y.cpu().numpy()
     when = "" if epoch is None else f", epoch {epoch}"
+    skipped: dict[str, str] = {}
     if model.caps.representation == "r":  # the reduced representation r = W y + z is shown
-        r = model.encode_all(data.test_x.to(device))["r"].float().cpu().numpy()
-        atomic_write_bytes(run / "latent_scatter.png", plots.scatter_png(
-            r, labels, f"test representations W y + z{when}", data.class_names,
-            axes=("r[0]", "r[1]")))
-        return
+        r = model.encode_all(data.test_x.to(device))["r"].float().cpu()
+        if _skip(run, "latent_scatter.png", _nonfinite(r, "test representations"), skipped):
+            atomic_write_bytes(run / "latent_scatter.png", plots.scatter_png(
+                r.numpy(), labels, f"test representations W y + z{when}", data.class_names,
+                axes=("r[0]", "r[1]")))
+        return skipped
     if codes is None:
         codes = model.encode_all(data.test_x.to(device))[reg.code].float().cpu()
-    ref = reg.prior.sample(5000, generator=torch.Generator().manual_seed(0)).cpu().numpy()
-    atomic_write_bytes(run / "latent_scatter.png", plots.scatter_png(
-        codes.numpy(), labels, f"test codes over prior samples{when}", data.class_names,
-        background=ref, axes=("z[0]", "z[1]")))
-    grid = manifold_codes(reg.prior)
+    if _skip(run, "latent_scatter.png", _nonfinite(codes), skipped):
+        ref = reg.prior.sample(5000, generator=torch.Generator().manual_seed(0)).cpu().numpy()
+        atomic_write_bytes(run / "latent_scatter.png", plots.scatter_png(
+            codes.numpy(), labels, f"test codes over prior samples{when}", data.class_names,
+            background=ref, axes=("z[0]", "z[1]")))
+    write_manifold(run, model, reg.prior)
+    return skipped
+
+
+def _nonfinite(points: torch.Tensor, what: str = "test codes") -> str | None:
+    """:func:`aae.metrics.code_problem` where ``points`` hold NaN or infinite values, else None."""
+    return None if bool(torch.isfinite(points).all()) else code_problem(points, what)
+
+
+@torch.no_grad()
+def write_manifold(run: Path, model: AAE, prior) -> None:
+    """manifold.png: the decoder over the 2-D prior's support (:func:`manifold_codes`)."""
+    device = next(model.parameters()).device
+    grid = manifold_codes(prior)
     was = model.training
     model.eval()
     grid = grid.to(device)
@@ -209,7 +265,7 @@ def manifold_codes(prior, n: int = 20) -> torch.Tensor:
         mean, std = torch.zeros(2), torch.full((2,), prior.a)
         axis = torch.linspace(-1, 1, n)
     else:
-        mean, std = prior.moments()
+        mean, std = priors.moments(prior)
         axis = torch.from_numpy(norm.ppf((torch.arange(n).numpy() + 0.5) / n)).float()
     xs, ys = mean[0] + std[0] * axis, mean[1] - std[1] * axis  # top row: the largest z[1]
     yy, xx = torch.meshgrid(ys, xs, indexing="ij")

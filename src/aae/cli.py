@@ -51,8 +51,8 @@ def _add_train(sub) -> None:
     g.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override one option, e.g. --set optim.disc.lr=1e-4 (repeatable)")
     g = t.add_argument_group("data")
-    g.add_argument("--dataset", help="mnist | fashion-mnist | colored-mnist | svhn | digits | "
-                   f"PATH (.npy/.npz or folder) (default: {c.data.dataset})")
+    g.add_argument("--dataset", help="mnist | fashion-mnist | colored-mnist | svhn | cifar10 | "
+                   f"celeba | digits | PATH (.npy/.npz or folder) (default: {c.data.dataset})")
     g.add_argument("--data-dir", metavar="DIR", help="where the IDX files are (default: "
                    "$AAE_DATA_DIR, then ~/.cache/aae)")
     g.add_argument("--limit", type=int, metavar="N", help="train on the first N training images "
@@ -89,12 +89,14 @@ def _add_run_commands(sub) -> None:
     s.add_argument("--seed", type=int, default=0, help="the draws' seed (default 0)")
     s.add_argument("--out", metavar="FILE", help=".png (a grid), .npy (the images, N x C x H x W "
                    "in [0, 1]) or .npz (images and codes); default RUN_DIR/sample_SEED.png")
+    s.add_argument("--force", action="store_true", help="replace an existing --out file")
 
     dc = sub.add_parser("decode", help="decode codes from a .npy/.npz file into images")
     dc.add_argument("run", metavar="RUN_DIR")
     dc.add_argument("--input", required=True, metavar="CODES", help=".npy (N x code_dim) or .npz "
                     "with an array z (and, for a class-conditional decoder, classes)")
     dc.add_argument("--out", required=True, metavar="FILE", help=".png, .npy or .npz")
+    dc.add_argument("--force", action="store_true", help="replace an existing --out file")
 
     e = sub.add_parser("encode", help="write the codes of a dataset split or of new images")
     e.add_argument("run", metavar="RUN_DIR")
@@ -104,6 +106,7 @@ def _add_run_commands(sub) -> None:
                    help="encode these images instead: .npy/.npz or an image folder")
     e.add_argument("--data-dir", metavar="DIR")
     e.add_argument("--out", required=True, metavar="FILE.npz")
+    e.add_argument("--force", action="store_true", help="replace an existing --out file")
 
     ev = sub.add_parser("evaluate", help="compute metrics of a run into RUN/eval.json")
     ev.add_argument("run", metavar="RUN_DIR")
@@ -125,6 +128,7 @@ def _add_run_commands(sub) -> None:
     sc.add_argument("--labels", metavar="FILE", help="0/1 per image (.npy or one per line): "
                                                      "which images are outliers; adds AUROC")
     sc.add_argument("--out", required=True, metavar="FILE.csv")
+    sc.add_argument("--force", action="store_true", help="replace an existing --out file")
 
     rp = sub.add_parser("report", help="(re)write RUN/report.html, a self-contained page")
     rp.add_argument("run", metavar="RUN_DIR")
@@ -224,12 +228,24 @@ def cmd_presets(a: argparse.Namespace) -> int:  # noqa: ARG001
 
 
 IMAGE_OUTPUTS = (".png", ".npy", ".npz")
+MAX_SAMPLES = 10**6  # aae sample --n: a million 28x28 images are 3 GB
 
 
-def _check_out(out: str, option: str = "--out") -> None:
-    if not out.endswith(IMAGE_OUTPUTS):
-        raise AAEError(f"option {option} {out}: expected a file name ending in "
-                       f"{', '.join(IMAGE_OUTPUTS)}")
+def _new_file(out: str, force: bool, suffixes: tuple[str, ...]) -> None:
+    """``--out`` names a file of one of ``suffixes`` that does not exist yet (or --force), in a
+    folder that does: nothing a user made is overwritten by accident."""
+    if not out.endswith(suffixes):
+        raise AAEError(f"option --out {out}: expected a file name ending in {', '.join(suffixes)}")
+    path = Path(out)
+    if path.is_dir() or (path.exists() and not force):
+        raise AAEError(f"option --out {out}: already exists; choose another name or pass --force "
+                       "to replace it")
+    if not path.parent.is_dir():
+        raise AAEError(f"option --out {out}: the folder {path.parent} does not exist")
+
+
+def _check_out(out: str, force: bool = False) -> None:
+    _new_file(out, force, IMAGE_OUTPUTS)
 
 
 def _write_images(out: str, images, codes: dict | None = None) -> None:
@@ -274,10 +290,12 @@ def cmd_sample(a: argparse.Namespace) -> int:
 
     from .runs import load_run
 
-    if a.n <= 0:
-        raise AAEError(f"option --n: expected an integer > 0, got {a.n}")
+    if not 0 < a.n <= MAX_SAMPLES:
+        raise AAEError(f"option --n: expected an integer from 1 to {MAX_SAMPLES}, got {a.n}")
+    if not 0 <= a.seed < 2**63:
+        raise AAEError(f"option --seed: expected an integer from 0 to 2^63 - 1, got {a.seed}")
     out = a.out or str(Path(a.run) / f"sample_{a.seed}.png")
-    _check_out(out)
+    _check_out(out, a.force)
     _, model, _ = load_run(a.run)
     with torch.no_grad():
         g = torch.Generator().manual_seed(a.seed)
@@ -312,7 +330,7 @@ def cmd_decode(a: argparse.Namespace) -> int:
 
     from .runs import load_run
 
-    _check_out(a.out)
+    _check_out(a.out, a.force)
     _, model, _ = load_run(a.run)
     z, classes = _read_codes(Path(a.input), model.cfg.code_dim)
     if classes is not None and (len(classes) != len(z) or not model.caps.class_conditional
@@ -342,8 +360,7 @@ def cmd_encode(a: argparse.Namespace) -> int:
     from .fileio import atomic_write_bytes
     from .runs import load_run
 
-    if not a.out.endswith(".npz"):
-        raise AAEError(f"option --out {a.out}: expected a .npz file name")
+    _new_file(a.out, a.force, (".npz",))
     cfg, model, _ = load_run(a.run)
     if a.input:
         x, y = _input_images(Path(a.input), model)
@@ -405,8 +422,12 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if not chosen:
         raise AAEError("aae evaluate: choose metrics: --parzen, --prior-fit, --quality, "
                        "--classify, --cluster or --all")
-    result = evaluate(a.run, chosen, a.data_dir, command=" ".join(["aae", *sys.argv[1:]]))
-    print(summary({k: result[k] for k in chosen}))
+    skipped: dict[str, str] | None = {} if a.all else None
+    result = evaluate(a.run, chosen, a.data_dir, command=" ".join(["aae", *sys.argv[1:]]),
+                      skip=skipped)
+    for name, why in (skipped or {}).items():
+        print(f"skipped {name}: {why}")
+    print(summary({k: result[k] for k in chosen if k not in (skipped or {})}))
     from .report import write_report
 
     print(f"report: {write_report(a.run)}")  # the report shows eval.json: keep it current
@@ -437,8 +458,7 @@ def cmd_score(a: argparse.Namespace) -> int:
     from .runs import check_images, load_run
     from .score import auroc, score_images, write_scores
 
-    if not a.out.endswith(".csv"):
-        raise AAEError(f"option --out {a.out}: expected a .csv file name")
+    _new_file(a.out, a.force, (".csv",))
     src = Path(a.input)
     _, model, _ = load_run(a.run)
     found = None

@@ -32,13 +32,14 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 @dataclass
 class DataConfig:
-    # mnist | fashion-mnist | colored-mnist | svhn | digits | a path to .npy/.npz or an image folder
+    # mnist | fashion-mnist | colored-mnist | svhn | cifar10 | celeba | digits | a path to .npy/.npz
+    # or an image folder
     dataset: str = "mnist"
     data_dir: str = ""  # "" = the look-up order of aae.data (AAE_DATA_DIR, cache, /usr/share/datasets)
     limit: int = 0  # train on the first N training images; 0 = all
     labelled: int = -1  # label conditioning: keep labels on N class-balanced images; -1 = all
     validation: int = 0  # hold the last N training images out as a validation split
-    download: bool = True  # fetch missing IDX files from the official mirrors (MD5-verified)
+    download: bool = True  # fetch missing IDX files or CIFAR-10 from the official mirrors (MD5-verified)
     image_size: list[int] = field(default_factory=list)  # [H, W]: resize on load; [] = as stored
     channels: int = 0  # 1 or 3: convert on load (luminance / grey repeated); 0 = as stored
     test_fraction: float = 0.1  # a user's own files: the share held out as the test split
@@ -51,6 +52,9 @@ class ModelConfig:
     # conv (DCGAN-style stride-2 convolutions down and transposed convolutions up; conv_widths)
     arch: str = "mlp"
     conv_widths: list[int] = field(default_factory=lambda: [32, 64])  # conv: channels per stage
+    # conv: fully connected layer sizes between the last feature map and the code (mirrored in
+    # the decoder); [] = one linear layer each way
+    conv_hidden: list[int] = field(default_factory=list)
     # your own networks: "package.module:factory" (protocol in aae.nets); "" = model.arch's
     encoder: str = ""
     decoder: str = ""  # your own decoder: "package.module:factory"; "" = model.arch's
@@ -327,8 +331,10 @@ def _validate_model(cfg: Config) -> None:
     """The networks and the posterior."""
     m = cfg.model
     need(m.arch in ("mlp", "conv"), "model.arch", "one of mlp, conv", m.arch)
-    need(bool(m.conv_widths) and all(c > 0 for c in m.conv_widths), "model.conv_widths",
-         "one or more channel counts > 0", m.conv_widths)
+    need(bool(m.conv_widths) and all(0 < c <= 2**16 for c in m.conv_widths), "model.conv_widths",
+         "one or more channel counts from 1 to 65536", m.conv_widths)
+    need(all(0 < c <= 2**20 for c in m.conv_hidden), "model.conv_hidden",
+         "layer sizes from 1 to 2^20", m.conv_hidden)
     for part in ("encoder", "decoder", "discriminator"):
         path = getattr(m, part)
         need(not path or (":" in path and all(path.partition(":")[::2])), f"model.{part}",
@@ -339,16 +345,18 @@ def _validate_model(cfg: Config) -> None:
     need(not m.discriminator or m.disc_groups == 1 or m.disc_shared, "model.discriminator",
          "empty when model.disc_groups > 1 (grouped discriminators are stacked MLPs; or set "
          "model.disc_shared = true)", m.discriminator)
-    need(m.code_dim > 0, "model.code_dim", "an integer > 0", m.code_dim)
+    need(0 < m.code_dim <= 2**16, "model.code_dim", "an integer from 1 to 65536", m.code_dim)
     for name in ("encoder_hidden", "decoder_hidden", "disc_hidden"):
         sizes = getattr(m, name)
-        need(all(s > 0 for s in sizes), f"model.{name}", "layer sizes > 0", sizes)
+        need(all(0 < s <= 2**20 for s in sizes), f"model.{name}", "layer sizes from 1 to 2^20",
+             sizes)
     need(m.output in ("sigmoid", "linear"), "model.output", "one of sigmoid, linear", m.output)
     need(m.init_std >= 0, "model.init_std", "a number >= 0", m.init_std)
     need(m.posterior in ("deterministic", "gaussian", "universal"), "model.posterior (--posterior)",
          "one of deterministic, gaussian, universal", m.posterior)
-    need(m.noise_dim > 0, "model.noise_dim", "an integer > 0", m.noise_dim)
-    need(m.eval_draws > 0, "model.eval_draws", "an integer > 0", m.eval_draws)
+    need(0 < m.noise_dim <= 2**16, "model.noise_dim", "an integer from 1 to 65536", m.noise_dim)
+    need(0 < m.eval_draws <= 10**4, "model.eval_draws", "an integer from 1 to 10000",
+         m.eval_draws)
     need(cfg.data.labelled >= -1, "data.labelled (--labelled)", "an integer >= 0, or -1 for all",
          cfg.data.labelled)
 

@@ -9,22 +9,35 @@ Sources:
 * ``mnist``, ``fashion-mnist``: the standard IDX files (``.gz`` or raw), looked up in ``--data-dir``,
   ``$AAE_DATA_DIR/<name>/``, ``~/.cache/aae/<name>/``, ``/usr/share/datasets/<name>/``; otherwise
   downloaded from the official mirrors, MD5-verified and written atomically into the cache.
+* ``cifar10``: the binary version (``cifar-10-binary.tar.gz`` or its ``cifar-10-batches-bin``
+  folder), looked up and downloaded like MNIST.
+* ``celeba``: the aligned and cropped faces (``img_align_celeba.zip`` or the extracted folder, with
+  ``list_eval_partition.txt`` for the official split), looked up like MNIST; never downloaded (it is
+  published on Google Drive only).
 * ``digits``: scikit-learn's bundled 8x8 digits, for fully offline runs.
-* a path: a ``.npy``/``.npz`` array (N x H x W or N x C x H x W, optional labels) or a folder of
-  images (one sub-folder per class, optional), read with Pillow.
+* a path: a ``.npy``/``.npz`` array (N x H x W or N x C x H x W, optional labels; in a ``.npz``
+  optionally ``x_test``/``y_test`` as the test split) or a folder of images (one sub-folder per
+  class, optional), read with Pillow.
 
 Every file is validated by structure, and every fault is an :class:`AAEError` naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
+import math
 import os
 import struct
+import tarfile
+import tokenize
 import urllib.error
 import urllib.request
+import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +47,9 @@ import torch
 from .errors import AAEError
 from .fileio import atomic_write_bytes
 
-# Official mirrors and the MD5 of each published archive. The files in ../shared/data were
-# re-encoded losslessly, so local files are validated by structure, downloads by checksum.
+# Official mirrors and the MD5 of each published archive. Local copies may have been re-encoded
+# losslessly (another gzip level), so local files are validated by structure, downloads by
+# checksum.
 MIRRORS = {
     "mnist": [
         "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -45,6 +59,7 @@ MIRRORS = {
         "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
     ],
     "svhn": ["http://ufldl.stanford.edu/housenumbers/"],
+    "cifar10": ["https://www.cs.toronto.edu/~kriz/"],
 }
 MD5 = {
     "mnist": {
@@ -63,6 +78,7 @@ MD5 = {
         "train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
         "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3",
     },
+    "cifar10": {"cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530"},  # binary version
 }
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -73,8 +89,10 @@ IDX_FILES = {
 CLASS_NAMES = {
     "fashion-mnist": ["T-shirt", "Trouser", "Pullover", "Dress", "Coat",
                       "Sandal", "Shirt", "Sneaker", "Bag", "Boot"],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer",
+                "dog", "frog", "horse", "ship", "truck"],
 }
-BUILTIN = ("mnist", "fashion-mnist", "colored-mnist", "svhn", "digits")
+BUILTIN = ("mnist", "fashion-mnist", "colored-mnist", "svhn", "digits", "cifar10", "celeba")
 MAX_IDX_BYTES = 2**31  # larger than any image set this library is meant for: refuse, don't allocate
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -125,7 +143,7 @@ def _read_maybe_gz(path: Path) -> bytes:
             # bounded decompression: a gzip bomb must not exhaust memory
             d = gzip.GzipFile(fileobj=io.BytesIO(raw))
             out = d.read(MAX_IDX_BYTES + 1)
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
             raise AAEError(f"{path}: corrupt or truncated gzip data ({e})") from None
         if len(out) > MAX_IDX_BYTES:
             raise AAEError(f"{path}: larger than {MAX_IDX_BYTES} bytes uncompressed; refusing it")
@@ -147,7 +165,9 @@ def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
     if len(data) < header:
         raise AAEError(f"{name}: truncated IDX header ({len(data)} of {header} bytes)")
     dims = struct.unpack(f">{ndim}I", data[4:header])
-    count = int(np.prod(dims, dtype=np.int64))
+    if 0 in dims:
+        raise AAEError(f"{name}: IDX dimensions {dims} hold no data; expected every size > 0")
+    count = math.prod(dims)  # exact: a product of 32-bit sizes can exceed 64 bits
     if count > MAX_IDX_BYTES:
         raise AAEError(f"{name}: IDX dimensions {dims} describe {count} bytes; refusing it")
     if len(data) - header != count:
@@ -225,14 +245,16 @@ def _mirrors(name: str) -> list[str]:
 def _find_or_fetch(name: str, data_dir, allow_download: bool, find, hint: str,
                    timeout: float = 20.0):
     """``find(folder)`` on each look-up folder of ``name``, then on the cache after an
-    MD5-verified download (unless downloads are off); a one-line error naming every folder."""
+    MD5-verified download (unless downloads are off, or ``name`` has none); a one-line error
+    naming every folder."""
     dirs = search_dirs(name, data_dir)
     found = next((f for d in dirs if (f := find(d))), None)
     if found is not None:
         return found
     offline = os.environ.get("AAE_OFFLINE", "") not in ("", "0")
-    problem = "downloads are off (data.download = false)" if not allow_download else (
-        "downloads are off (AAE_OFFLINE is set)" if offline else "")
+    problem = "it has no automatic download" if name not in MD5 else (
+        "downloads are off (data.download = false)" if not allow_download else (
+            "downloads are off (AAE_OFFLINE is set)" if offline else ""))
     if not problem:
         try:
             download(name, cache_dir() / name, timeout=timeout)
@@ -308,6 +330,81 @@ def load_svhn(data_dir: str | Path | None = None, allow_download: bool = True) -
 
 
 # ---------------------------------------------------------------------------------------------
+# CIFAR-10 (binary version)
+
+CIFAR_DIR = "cifar-10-batches-bin"
+CIFAR_ARCHIVE = "cifar-10-binary.tar.gz"
+CIFAR_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+CIFAR_TEST = "test_batch.bin"
+CIFAR_RECORD = 1 + 3 * 32 * 32  # a label byte, then the red, green and blue 32x32 planes
+
+
+def parse_cifar(blob: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 3, 32, 32) uint8 and labels (N,) of one CIFAR-10 binary batch, checked."""
+    if not blob or len(blob) % CIFAR_RECORD:
+        raise AAEError(f"{name}: {len(blob)} bytes is not a whole number of {CIFAR_RECORD}-byte "
+                       "CIFAR-10 records (a label byte and 3072 pixel bytes); truncated?")
+    records = np.frombuffer(blob, dtype=np.uint8).reshape(-1, CIFAR_RECORD)
+    labels = records[:, 0]
+    if labels.max() > 9:
+        i = int(np.argmax(labels > 9))
+        raise AAEError(f"{name}: record {i} has label {int(labels[i])}; expected 0..9")
+    return records[:, 1:].reshape(-1, 3, 32, 32), labels
+
+
+def _find_cifar(folder: Path) -> Path | None:
+    """The extracted batches folder or the archive in ``folder``, or None."""
+    for cand in (folder / CIFAR_DIR, folder):
+        if all((cand / f).is_file() for f in (*CIFAR_TRAIN, CIFAR_TEST)):
+            return cand
+    archive = folder / CIFAR_ARCHIVE
+    return archive if archive.is_file() else None
+
+
+def _cifar_batches(src: Path) -> dict[str, bytes]:
+    """The bytes of the six batch files, from the folder or the ``.tar.gz`` (read in memory,
+    nothing extracted to disk)."""
+    names = (*CIFAR_TRAIN, CIFAR_TEST)
+    if src.is_dir():
+        return {n: _read_maybe_gz(src / n) for n in names}
+    out = {}
+    try:
+        with tarfile.open(src, "r:*") as tar:
+            for i, m in enumerate(tar):  # the published archive has 8 members
+                if i > 1000:
+                    raise AAEError(f"{src}: more than 1000 members; not the CIFAR-10 archive")
+                n = m.name[len(CIFAR_DIR) + 1:]
+                if m.name == f"{CIFAR_DIR}/{n}" and n in names and m.isfile() \
+                        and m.size <= MAX_IDX_BYTES:
+                    out[n] = tar.extractfile(m).read()  # type: ignore[union-attr]
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise AAEError(f"{src}: not a readable tar archive ({e})") from None
+    missing = next((n for n in names if n not in out), None)
+    if missing is not None:
+        raise AAEError(f"{src}: no member {CIFAR_DIR}/{missing} (a file of at most "
+                       f"{MAX_IDX_BYTES} bytes); expected the binary CIFAR-10 archive, "
+                       f"{CIFAR_ARCHIVE}")
+    return out
+
+
+def load_cifar10(data_dir: str | Path | None = None, allow_download: bool = True) -> ImageData:
+    """CIFAR-10: 50 000 training and 10 000 test images (3 x 32 x 32), labels 0..9. In memory
+    as float32: 737 MB, plus the 184 MB of file bytes while it is read."""
+    src = _find_or_fetch("cifar10", data_dir, allow_download, _find_cifar,
+                         f"put {CIFAR_ARCHIVE} or its {CIFAR_DIR} folder in one of those folders",
+                         timeout=120.0)
+    batches = _cifar_batches(src)
+    where = lambda n: f"{src}/{n}" if src.is_dir() else f"{src}:{CIFAR_DIR}/{n}"  # noqa: E731
+    train = [parse_cifar(batches.pop(n), where(n)) for n in CIFAR_TRAIN]
+    test_x, test_y = parse_cifar(batches.pop(CIFAR_TEST), where(CIFAR_TEST))
+    to_x = lambda a: torch.from_numpy(a.astype(np.float32)).div_(255.0)  # noqa: E731
+    to_y = lambda a: torch.from_numpy(a.astype(np.int64))  # noqa: E731
+    return ImageData("cifar10", to_x(np.concatenate([x for x, _ in train])),
+                     to_y(np.concatenate([y for _, y in train])), to_x(test_x), to_y(test_y),
+                     CLASS_NAMES["cifar10"], source=str(src))
+
+
+# ---------------------------------------------------------------------------------------------
 # scikit-learn digits, user arrays, image folders
 
 
@@ -328,8 +425,9 @@ def load_digits() -> ImageData:
 def _as_images(a: np.ndarray, where: str) -> torch.Tensor:
     if a.ndim == 3:
         a = a[:, None]
-    if a.ndim != 4 or a.shape[0] == 0:
-        raise AAEError(f"{where}: expected images shaped N x H x W or N x C x H x W, got {a.shape}")
+    if a.ndim != 4 or 0 in a.shape:
+        raise AAEError(f"{where}: expected images shaped N x H x W or N x C x H x W with no size "
+                       f"0, got {a.shape}")
     if a.shape[1] not in (1, 3) and a.shape[3] in (1, 3):  # N x H x W x C
         a = a.transpose(0, 3, 1, 2)
     if a.dtype == np.uint8:
@@ -359,88 +457,362 @@ def _as_labels(a: np.ndarray | None, n: int, where: str) -> torch.Tensor | None:
         raise AAEError(f"{where}: {len(a)} labels for {n} images")
     if len(a) and a.min() < 0:
         raise AAEError(f"{where}: negative label {int(a.min())}")
+    if len(a) and a.max() > 2**31 - 1:
+        raise AAEError(f"{where}: label {int(a.max())} is too large; expected class numbers")
     return torch.from_numpy(a.astype(np.int64))
+
+
+def _test_indices(n: int, test_fraction: float) -> tuple[list[int], list[int]]:
+    """Training and test positions of a fixed, seed-independent hold-out of ``n`` items."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(1234))
+    n_test = max(1, int(round(n * test_fraction))) if n > 1 else 0
+    return perm[n_test:].tolist(), perm[:n_test].tolist()
 
 
 def _split(name: str, x: torch.Tensor, y: torch.Tensor | None, source: str,
            class_names: list[str] | None = None, test_fraction: float = 0.1) -> ImageData:
     """Hold out a fixed, seed-independent ``test_fraction`` of a user's data (``data.test_fraction``,
     a tenth by default) as the test split."""
-    n = len(x)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(1234))
-    n_test = max(1, int(round(n * test_fraction))) if n > 1 else 0
-    te, tr = perm[:n_test], perm[n_test:]
+    tr, te = (torch.tensor(i, dtype=torch.int64) for i in _test_indices(len(x), test_fraction))
     pick = lambda t, i: None if t is None else t[i]  # noqa: E731
     return ImageData(name, x[tr], pick(y, tr), x[te], pick(y, te), class_names, source)
+
+
+# what numpy raises on damaged .npy/.npz files (zip, zlib and short-read faults, unparsable
+# headers; MemoryError for a header that claims more than there is memory)
+_ARRAY_FAULTS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, MemoryError,
+                 RuntimeError, NotImplementedError, SyntaxError, tokenize.TokenError)
 
 
 def read_array(path: Path, extra: tuple[str, ...] = ()) -> tuple[torch.Tensor, torch.Tensor | None,
                                                                   dict[str, np.ndarray]]:
     """Images, labels (or None) and any ``extra`` named arrays of a .npy/.npz file, in order."""
+    if not Path(path).is_file():  # a pipe would block
+        raise AAEError(f"{path}: not found, or not a regular file")
     try:
         obj = np.load(path, allow_pickle=False)  # never unpickle a user's file
-    except ValueError as e:
-        raise AAEError(f"{path}: cannot be loaded without pickle ({e}); save plain arrays") from None
-    except (OSError, EOFError) as e:
-        raise AAEError(f"{path}: not a readable .npy/.npz file ({e})") from None
-    if isinstance(obj, np.ndarray):
-        return _as_images(obj, str(path)), None, {}
-    with obj:
-        keys = set(obj.files)
-        xk = next((k for k in ("x", "images", "x_train", "arr_0") if k in keys), None)
-        if xk is None:
-            raise AAEError(f"{path}: no image array; expected a key named x or images, found "
-                           f"{', '.join(sorted(keys)) or 'nothing'}")
-        x = _as_images(obj[xk], f"{path}[{xk}]")
-        yk = next((k for k in ("y", "labels", "y_train") if k in keys), None)
-        y = _as_labels(obj[yk], len(x), f"{path}[{yk}]") if yk else None
-        return x, y, {k: obj[k] for k in extra if k in keys}
+        if isinstance(obj, np.ndarray):
+            return _as_images(obj, str(path)), None, {}
+        with obj:
+            keys = set(obj.files)
+            xk = next((k for k in ("x", "images", "x_train", "arr_0") if k in keys), None)
+            if xk is None:
+                raise AAEError(f"{path}: no image array; expected a key named x or images, found "
+                               f"{', '.join(sorted(keys)) or 'nothing'}")
+            x = _as_images(obj[xk], f"{path}[{xk}]")
+            yk = next((k for k in ("y", "labels", "y_train") if k in keys), None)
+            y = _as_labels(obj[yk], len(x), f"{path}[{yk}]") if yk else None
+            return x, y, {k: obj[k] for k in extra if k in keys}
+    except _ARRAY_FAULTS as e:
+        if "allow_pickle" in str(e):
+            raise AAEError(f"{path}: cannot be loaded without pickle ({e}); save plain "
+                           "numeric arrays") from None
+        raise AAEError(f"{path}: not a readable .npy/.npz file ({type(e).__name__}: "
+                       f"{e or 'no details'})") from None
+
+
+def _user_array(path: Path, test_fraction: float) -> ImageData:
+    """A user's .npy/.npz: its ``x_test``/``y_test`` as the test split where it has them, else a
+    ``test_fraction`` hold-out."""
+    x, y, extra = read_array(path, ("x_test", "y_test"))
+    if "x_test" not in extra:
+        return _split(path.stem, x, y, str(path), test_fraction=test_fraction)
+    xt = _as_images(extra["x_test"], f"{path}[x_test]")
+    yt = _as_labels(extra.get("y_test"), len(xt), f"{path}[y_test]")
+    if (y is None) != (yt is None):
+        raise AAEError(f"{path}: labels for the {'training' if yt is None else 'test'} images "
+                       "only; give y_test with y (or y_train), or neither")
+    return ImageData(path.stem, x, y, xt, yt, None, str(path))
 
 
 def read_folder(path: Path, size: tuple[int, int] | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None, list[str] | None, list[Path]]:
     """Images (in file order), labels and class names (one sub-folder per class, or None), files.
     With ``size`` (H, W) every image is resized to it (antialiased), so a folder of mixed sizes
-    loads; without, they must share one size."""
-    from PIL import Image, UnidentifiedImageError
-
-    subdirs = sorted(p for p in path.iterdir() if p.is_dir())
-    groups = [(d.name, sorted(f for f in d.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES))
-              for d in subdirs]
-    groups = [(n, fs) for n, fs in groups if fs]
-    loose = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    loads; without, they must share one size. Grey, colour, palette, CMYK, 16-bit and float
+    images mix: any colour image makes all of them RGB (see :func:`decode_image`)."""
+    groups, loose = _image_files(path)
     if groups and loose:
         raise AAEError(f"{path}: mixes images and class sub-folders; use one or the other")
     if not groups and not loose:
         raise AAEError(f"{path}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     files = [(f, i) for i, (_, fs) in enumerate(groups) for f in fs] or [(f, -1) for f in loose]
-    images, first, mode = [], None, None
+    images: list[np.ndarray] = []
     for f, _ in files:
-        try:
-            with Image.open(f) as im:
-                im.load()
-                m = "L" if im.mode in ("1", "L", "I;16", "I", "F", "LA") else "RGB"
-                mode = mode or m
-                im = im.convert(mode)
-                if size is not None and im.size != (size[1], size[0]):
-                    im = im.resize((size[1], size[0]), Image.Resampling.LANCZOS)
-                if first is None:
-                    first = im.size
-                elif im.size != first:
-                    raise AAEError(f"{f}: size {im.size[0]}x{im.size[1]} differs from the first "
-                                   f"image's {first[0]}x{first[1]}; set data.image_size = [H, W] "
-                                   "to resize them on load")
-                images.append(np.asarray(im))
-        except (UnidentifiedImageError, OSError) as e:
-            raise AAEError(f"{f}: not a readable image ({e})") from None
-    x = _as_images(np.stack(images), str(path))
+        if not f.is_file():  # a pipe would block, a broken link has nothing to read
+            raise AAEError(f"{f}: not a regular file (a broken link, a pipe or a device)")
+        a = decode_image(f, str(f), size)
+        if images and a.shape[:2] != images[0].shape[:2]:
+            (h, w), (h0, w0) = a.shape[:2], images[0].shape[:2]
+            raise AAEError(f"{f}: size {w}x{h} differs from the first image's {w0}x{h0}; set "
+                           "data.image_size = [H, W] to resize them on load")
+        images.append(a)
     y = torch.tensor([i for _, i in files]) if groups else None
-    return x, y, [n for n, _ in groups] if groups else None, [f for f, _ in files]
+    return _stack_images(images), y, [n for n, _ in groups] if groups else None, [f for f, _ in files]
 
 
-def _source(dataset: str, data_dir: str | Path | None, allow_download: bool, dc=None) -> ImageData:
+# faults Pillow raises on damaged or hostile files (OSError covers UnidentifiedImageError and
+# truncated data; the others come from malformed headers and chunks)
+_IMAGE_FAULTS = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, KeyError,
+                 TypeError, ZeroDivisionError, MemoryError, zlib.error)
+
+
+def decode_image(src, where: str, size: tuple[int, int] | None = None, crop: bool = False,
+                 fmt: str | None = None) -> np.ndarray:
+    """One image (a path or a binary file object) as H x W (grey) or H x W x 3 (colour): uint8,
+    or float32 in [0, 1] for 16-bit and floating-point images; turned upright by its EXIF
+    orientation; transparent pixels composited over black. With ``size`` (H, W) resized to it
+    (Lanczos, antialiased), ``crop`` first cutting the largest centred region of that aspect
+    ratio. ``fmt`` (a Pillow format name, "JPEG") is the only format accepted. More pixels than
+    Pillow's ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb) are refused before decoding."""
+    from PIL import Image, ImageOps
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(src)
+        with im:
+            if fmt and im.format != fmt:
+                raise AAEError(f"{where}: a {im.format} image; expected {fmt}")
+            im.load()
+            im = _standard_mode(ImageOps.exif_transpose(im), where)
+            if size is not None:
+                im = _resize(im, size, crop)
+            a = np.asarray(im)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise AAEError(f"{where}: refused without decoding it: {e}") from None
+    except _IMAGE_FAULTS as e:
+        raise AAEError(f"{where}: not a readable image ({e})") from None
+    return np.clip(a, 0, 1) if a.dtype == np.float32 else a  # Lanczos overshoots a little
+
+
+def _standard_mode(im, where: str):
+    """``im`` in mode L or RGB (8 bits), or F (grey, floats in [0, 1]) for deeper images."""
+    from PIL import Image
+
+    if im.mode == "F" or im.mode.startswith("I"):  # I;16*, I (32-bit integers), F (floats)
+        return Image.fromarray(_deep_pixels(np.asarray(im), where))
+    grey = _is_grey(im)
+    if not ("A" in im.mode or "a" in im.mode or "transparency" in im.info):
+        return im if im.mode in ("L", "RGB") else im.convert("L" if grey else "RGB")
+    a = np.asarray(im.convert("LA" if grey else "RGBA"), dtype=np.float32)
+    out = np.round(a[..., :-1] * (a[..., -1:] / 255.0)).astype(np.uint8)  # over black
+    return Image.fromarray(out[..., 0] if grey else out)
+
+
+def _is_grey(im) -> bool:
+    """Whether ``im`` has no colour: a grey mode, or a palette whose used entries are grey."""
+    if im.mode in ("1", "L", "LA", "La"):
+        return True
+    if im.mode not in ("P", "PA"):
+        return False
+    pal = np.asarray(im.getpalette("RGB") or [0, 0, 0], dtype=np.uint8).reshape(-1, 3)
+    idx = np.unique(np.asarray(im.getchannel(0)))
+    used = pal[idx[idx < len(pal)]]
+    return bool((used == used[:, :1]).all())
+
+
+def _deep_pixels(a: np.ndarray, where: str) -> np.ndarray:
+    """16-bit, 32-bit integer or floating-point pixels as float32 in [0, 1]: unsigned integers
+    scaled by their type's maximum (65535 for 16 bits), 32-bit integers (Pillow's mode I) taken
+    as 16-bit values, floats as they are (they must lie in [0, 1])."""
+    if a.dtype.kind == "u":
+        return a.astype(np.float32) / np.float32(np.iinfo(a.dtype).max)
+    if a.dtype.kind == "i":
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0 or hi > 65535:
+            raise AAEError(f"{where}: integer pixel values span [{lo}, {hi}]; expected 16-bit "
+                           "values 0..65535")
+        return a.astype(np.float32) / np.float32(65535)
+    a = a.astype(np.float32)
+    if not np.isfinite(a).all():
+        raise AAEError(f"{where}: holds NaN or infinite pixel values; expected values in [0, 1]")
+    if a.min() < 0 or a.max() > 1:
+        raise AAEError(f"{where}: floating-point pixel values span [{a.min():g}, {a.max():g}]; "
+                       "expected values in [0, 1]")
+    return a
+
+
+def _resize(im, size: tuple[int, int], crop: bool):
+    """``im`` resized to ``size`` (H, W), antialiased; ``crop``: from its largest centred region
+    of that aspect ratio (the central square for a square size)."""
+    from PIL import Image
+
+    (h, w), box = size, None
+    if crop:
+        s = min(im.width / w, im.height / h)
+        cw, ch = w * s, h * s
+        box = ((im.width - cw) / 2, (im.height - ch) / 2, (im.width + cw) / 2,
+               (im.height + ch) / 2)
+    if box is None and im.size == (w, h):
+        return im
+    return im.resize((w, h), Image.Resampling.LANCZOS, box=box)
+
+
+def _stack_images(arrays: list[np.ndarray]) -> torch.Tensor:
+    """Decoded images of one size as float32 (N, C, H, W) in [0, 1]: C = 3 when any of them has
+    colour (grey ones repeated), else 1."""
+    c = 3 if any(a.ndim == 3 for a in arrays) else 1
+    h, w = arrays[0].shape[:2]
+    out = np.empty((len(arrays), c, h, w), dtype=np.float32)
+    for i, a in enumerate(arrays):
+        v = a.astype(np.float32) / np.float32(255) if a.dtype == np.uint8 else a
+        out[i] = v.reshape(h, w, -1).transpose(2, 0, 1)
+    return torch.from_numpy(out)
+
+
+def _image_files(path: Path) -> tuple[list[tuple[str, list[Path]]], list[Path]]:
+    """The class sub-folders of ``path`` with their image files, and its loose image files.
+    Hidden names (``.ipynb_checkpoints``, ``._x.png``) and folders named like images are
+    skipped."""
+    def is_image(f: Path, top: Path) -> bool:
+        hidden = any(p.startswith(".") for p in f.relative_to(top).parts)
+        return f.suffix.lower() in IMAGE_SUFFIXES and not hidden and not f.is_dir()
+
+    try:
+        entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+        groups = [(d.name, sorted(f for f in d.rglob("*") if is_image(f, d)))
+                  for d in entries if d.is_dir()]
+    except OSError as e:
+        raise AAEError(f"{path}: cannot be listed ({e.strerror or e})") from None
+    return [(n, fs) for n, fs in groups if fs], [f for f in entries if is_image(f, path)]
+
+
+# ---------------------------------------------------------------------------------------------
+# CelebA (aligned and cropped faces)
+
+CELEBA_IMAGES = ("img_align_celeba.zip", "img_align_celeba", "Img/img_align_celeba.zip",
+                 "Img/img_align_celeba")
+CELEBA_PARTITION = ("list_eval_partition.txt", "Eval/list_eval_partition.txt",
+                    "list_eval_partition.csv")
+CELEBA_SIZE = (64, 64)  # (H, W) when data.image_size is not set
+CELEBA_PAGE = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
+MAX_JPEG_BYTES = 2**24  # per archive member; CelebA's are about 10 kB
+
+
+def _find_celeba(folder: Path) -> tuple[Path, Path | None] | None:
+    """The image folder or zip in ``folder``, with the partition file beside it (or None)."""
+    cands = [folder / c for c in CELEBA_IMAGES]
+    images = next((c for c in cands if c.is_dir() or (c.suffix == ".zip" and c.is_file())), None)
+    if images is None:
+        return None
+    return images, next((folder / c for c in CELEBA_PARTITION if (folder / c).is_file()), None)
+
+
+def read_partition(path: Path) -> dict[str, int]:
+    """``list_eval_partition.txt`` (lines ``000001.jpg 0``; or the .csv with a header) as image
+    name -> 0 (train), 1 (validation) or 2 (test)."""
+    try:
+        if path.stat().st_size > 2**26:
+            raise AAEError(f"{path}: larger than 64 MB; not a CelebA partition list")
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise AAEError(f"{path}: cannot be read as text ({e})") from None
+    out = {}
+    for i, line in enumerate(lines, 1):
+        fields = line.replace(",", " ").split()
+        if not fields or (i == 1 and fields[-1] == "partition"):
+            continue
+        if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
+            raise AAEError(f"{path}: line {i}: expected an image name and a partition 0, 1 or 2, "
+                           f"found {line.strip()[:60]!r}")
+        out[fields[0]] = int(fields[1])
+    return out
+
+
+def _is_jpeg_name(name: str) -> bool:
+    return name.lower().endswith((".jpg", ".jpeg")) and not name.startswith(".")
+
+
+@contextlib.contextmanager
+def _celeba_files(src: Path):
+    """The sorted JPEG names of ``src`` (the folder, or a nested one as in Kaggle's copy, or the
+    zip) and a function giving, for a name, what Pillow opens and the name used in errors."""
+    if src.is_dir():
+        nested = src / "img_align_celeba"
+        folder = nested if nested.is_dir() and not any(src.glob("*.jpg")) else src
+        try:
+            files = {p.name: p for p in folder.iterdir() if _is_jpeg_name(p.name) and p.is_file()}
+        except OSError as e:
+            raise AAEError(f"{folder}: cannot be listed ({e.strerror or e})") from None
+        yield sorted(files), lambda n: (files[n], str(files[n]))
+        return
+    try:
+        archive = zipfile.ZipFile(src)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise AAEError(f"{src}: not a readable zip archive ({e})") from None
+    with archive:
+        infos: dict[str, zipfile.ZipInfo] = {}
+        for info in archive.infolist():
+            base = info.filename.rsplit("/", 1)[-1]
+            if not info.is_dir() and _is_jpeg_name(base) and "__MACOSX" not in info.filename:
+                infos.setdefault(base, info)
+        yield sorted(infos), lambda n: _zip_member(archive, infos[n], src)
+
+
+def _zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, src: Path):
+    where = f"{src}:{info.filename}"
+    if info.file_size > MAX_JPEG_BYTES:
+        raise AAEError(f"{where}: {info.file_size} bytes uncompressed; expected a small JPEG")
+    try:
+        return io.BytesIO(archive.read(info)), where
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, RuntimeError,
+            NotImplementedError) as e:
+        raise AAEError(f"{where}: cannot be read from the archive ({e})") from None
+
+
+def _celeba_split(names: list[str], partition: Path | None, test_fraction: float
+                  ) -> tuple[list[str], list[str]]:
+    """Training names (partition 0, then 1) and test names (partition 2), or without a partition
+    file a fixed ``test_fraction`` hold-out."""
+    if partition is None:
+        tr, te = _test_indices(len(names), test_fraction)
+        return [names[i] for i in tr], [names[i] for i in te]
+    part = read_partition(partition)
+    missing = next((n for n in names if n not in part), None)
+    if missing is not None:
+        raise AAEError(f"{partition}: no line for image {missing}; expected one for every image")
+    return [n for p in (0, 1) for n in names if part[n] == p], [n for n in names if part[n] == 2]
+
+
+def _read_faces(names: list[str], get, size: tuple[int, int]) -> torch.Tensor:
+    out = np.empty((len(names), 3, *size), dtype=np.float32)
+    for i, n in enumerate(names):
+        a = decode_image(*get(n), size=size, crop=True, fmt="JPEG")
+        out[i] = a.reshape(*size, -1).transpose(2, 0, 1) / np.float32(255)  # grey: repeated
+    return torch.from_numpy(out)
+
+
+def load_celeba(data_dir: str | Path | None = None, size: tuple[int, int] = CELEBA_SIZE,
+                test_fraction: float = 0.1, limit: int = 0, validation: int = 0) -> ImageData:
+    """CelebA's aligned and cropped faces, unlabelled. Each 178 x 218 JPEG is cut to its largest
+    centred region of ``size``'s aspect ratio (for a square size the central 178 x 178, 20 rows
+    from the top) and resized to ``size`` (H, W) with antialiasing. The split is
+    ``list_eval_partition.txt``'s: training = partition 0 then 1 (so ``data.validation = 19867``
+    holds out exactly the official validation partition), test = partition 2; without that file a
+    fixed ``test_fraction`` hold-out. Memory: 12 x H x W bytes per image (float32), about 10 GB
+    for all 202 599 at 64 x 64, 2.5 GB at 32 x 32; decoding takes about 1 ms per image on one
+    core. With ``limit`` only the first ``limit`` and the last ``validation`` training images are
+    decoded (what ``data.limit`` and ``data.validation`` keep), and all the test images."""
+    src, partition = _find_or_fetch(
+        "celeba", data_dir, False, _find_celeba,
+        f"get img_align_celeba.zip and list_eval_partition.txt from {CELEBA_PAGE} (Google Drive) "
+        "and put them in one of those folders, set AAE_DATA_DIR or pass --data-dir")
+    with _celeba_files(src) as (names, get):
+        if not names:
+            raise AAEError(f"{src}: no JPEG images (expected CelebA's 000001.jpg ...)")
+        train, test = _celeba_split(names, partition, test_fraction)
+        if limit and limit + validation < len(train):
+            train = train[:limit] + train[len(train) - validation:]
+        train_x, test_x = _read_faces(train, get, size), _read_faces(test, get, size)
+    return ImageData("celeba", train_x, None, test_x, None, source=str(src))
+
+
+def _source(dataset: str, data_dir: str | Path | None, allow_download: bool, dc=None,
+            keep: tuple[int, int] = (0, 0)) -> ImageData:
     """The dataset by name or path, split into train and test as it comes (files of a user's
-    own: ``data.test_fraction`` of them held out)."""
+    own: ``data.test_fraction`` of them held out). ``keep`` = (limit, validation) lets a large
+    set (CelebA) decode only the training images those keep."""
     frac = 0.1 if dc is None else dc.test_fraction
     size = None if dc is None or not dc.image_size else tuple(dc.image_size)
     if dataset in ("mnist", "fashion-mnist"):
@@ -449,6 +821,10 @@ def _source(dataset: str, data_dir: str | Path | None, allow_download: bool, dc=
         return colored_mnist(load_idx_dataset("mnist", data_dir, allow_download))
     if dataset == "svhn":
         return load_svhn(data_dir, allow_download)
+    if dataset == "cifar10":
+        return load_cifar10(data_dir, allow_download)
+    if dataset == "celeba":
+        return load_celeba(data_dir, size or CELEBA_SIZE, frac, *keep)
     if dataset == "digits":
         return load_digits()
     path = Path(dataset)
@@ -459,13 +835,27 @@ def _source(dataset: str, data_dir: str | Path | None, allow_download: bool, dc=
         x, y, names, _ = read_folder(path, size)
         return _split(path.name, x, y, str(path), names, frac)
     if path.suffix in (".npy", ".npz"):
-        x, y, _ = read_array(path)
-        return _split(path.stem, x, y, str(path), test_fraction=frac)
+        return _user_array(path, frac)
     raise AAEError(f"dataset {path}: expected a .npy/.npz file or a folder of images")
+
+
+def check_splits(data: ImageData) -> None:
+    """The test and validation images must have the training images' shape (C x H x W), and the
+    test split must hold at least one image (the run's plots, report and metrics use it)."""
+    shape = lambda x: "x".join(map(str, x.shape[1:]))  # noqa: E731
+    if not len(data.test_x):
+        raise AAEError(f"{data.source or data.name}: {len(data.train_x)} image(s) leave none for "
+                       "the test split; expected at least 2 images")
+    for what, x in (("test", data.test_x), ("validation", data.val_x)):
+        if x is not None and len(x) and x.shape[1:] != data.train_x.shape[1:]:
+            raise AAEError(f"{data.source or data.name}: the {what} images are {shape(x)} but the "
+                           f"training images are {shape(data.train_x)}; expected one size "
+                           "(data.image_size and data.channels convert both on load)")
 
 
 def _holdout(data: ImageData, validation: int, limit: int) -> ImageData:
     """Hold the last ``validation`` training images out, then keep the first ``limit``."""
+    check_splits(data)
     if validation:
         n = len(data.train_x)
         if validation >= n:
@@ -487,7 +877,8 @@ def load(dataset: str, data_dir: str | Path | None = None, limit: int = 0,
          allow_download: bool = True, validation: int = 0) -> ImageData:
     """Load a dataset by name or path. ``validation`` holds the last N training images out as a
     validation split; ``limit`` then keeps the first N of the remaining training images."""
-    return _holdout(_source(dataset, data_dir, allow_download), validation, limit)
+    return _holdout(_source(dataset, data_dir, allow_download, keep=(limit, validation)),
+                    validation, limit)
 
 
 def conform(data: ImageData, size: tuple[int, int] | None, channels: int) -> ImageData:
@@ -512,7 +903,8 @@ def conform(data: ImageData, size: tuple[int, int] | None, channels: int) -> Ima
 
 def from_config(dc, data_dir: str | Path | None = None) -> ImageData:
     """Load the data a run's ``[data]`` section describes (``data_dir`` overrides its folder)."""
-    data = _source(dc.dataset, data_dir or dc.data_dir or None, dc.download, dc)
+    data = _source(dc.dataset, data_dir or dc.data_dir or None, dc.download, dc,
+                   (dc.limit, dc.validation))
     size = tuple(dc.image_size) if dc.image_size else None
     if size is not None or dc.channels:
         data = conform(data, size, dc.channels)

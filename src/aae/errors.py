@@ -13,6 +13,11 @@ class AAEError(Exception):
         super().__init__(" ".join(str(message).split()))  # force a single line
 
 
+class NotApplicable(AAEError):
+    """A metric that does not apply to a run (no labels, no class head): ``aae evaluate --all``
+    skips it with a line; asked for by name, it is an error."""
+
+
 class DivergenceError(AAEError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from . import data as data_mod
-from .errors import AAEError
+from .errors import AAEError, NotApplicable
 from .fileio import atomic_write_json
 from .metrics import latent_fit, mmd2_test
 
@@ -142,7 +142,7 @@ def eval_quality(ctx: Context) -> dict[str, Any]:
     from .classifier import frechet_distance, get_classifier
 
     if ctx.data.train_y is None or ctx.data.test_y is None:
-        raise AAEError(f"--quality needs labels to train its feature classifier; dataset "
+        raise NotApplicable(f"--quality needs labels to train its feature classifier; dataset "
                        f"{ctx.cfg.data.dataset} has none")
     clf, info = get_classifier(ctx.data)
     feats_real, _ = clf.features(ctx.data.test_x)
@@ -172,12 +172,12 @@ def eval_classify(ctx: Context) -> dict[str, Any]:
     from .runs import load_weights
 
     if not ctx.model.caps.y_head:
-        raise AAEError(f"--classify: run {ctx.run} has no q(y|x) head (see model.class_input: y)")
+        raise NotApplicable(f"--classify: run {ctx.run} has no q(y|x) head (see model.class_input: y)")
     if not ctx.model.caps.classify:
-        raise AAEError(f"--classify: run {ctx.run} was trained without labels (data.labelled = 0): "
+        raise NotApplicable(f"--classify: run {ctx.run} was trained without labels (data.labelled = 0): "
                        "its y is a cluster, not a class; use --cluster")
     if ctx.data.test_y is None:
-        raise AAEError(f"--classify needs test labels; dataset {ctx.cfg.data.dataset} has none")
+        raise NotApplicable(f"--classify needs test labels; dataset {ctx.cfg.data.dataset} has none")
 
     def errors(model) -> dict[str, Any]:
         pred = model.predict(ctx.data.test_x)
@@ -247,12 +247,12 @@ def eval_cluster(ctx: Context) -> dict[str, Any]:
     from .clustering import paper_rule_spread
 
     if not ctx.model.caps.y_head:
-        raise AAEError(f"--cluster: run {ctx.run} has no y head (see model.class_input: "
+        raise NotApplicable(f"--cluster: run {ctx.run} has no y head (see model.class_input: "
                        "y or heads)")
     d = ctx.data
     c = cluster_error(ctx.model, d) if d.train_y is not None else None
     if c is None:
-        raise AAEError(f"--cluster needs labels to score clusters; dataset {ctx.cfg.data.dataset} "
+        raise NotApplicable(f"--cluster needs labels to score clusters; dataset {ctx.cfg.data.dataset} "
                        "has none")
     out = c.scores
     out["paper_error_bootstrap"] = paper_rule_spread(c.map_scores, c.map_y.numpy(),
@@ -275,8 +275,10 @@ METRICS: dict[str, Callable[[Context], dict[str, Any]]] = {
 
 
 def evaluate(run: str | Path, metrics: list[str], data_dir: str | None = None,
-             command: str = "") -> dict[str, Any]:
-    """Compute ``metrics`` for a run and merge them into ``RUN/eval.json``."""
+             command: str = "", skip: dict[str, str] | None = None) -> dict[str, Any]:
+    """Compute ``metrics`` for a run and merge them into ``RUN/eval.json``. With ``skip`` (a
+    dict), a metric that does not apply to the run (:class:`NotApplicable`) is left out and its
+    reason put there by name, instead of raised."""
     import json
 
     run = Path(run)
@@ -289,11 +291,18 @@ def evaluate(run: str | Path, metrics: list[str], data_dir: str | None = None,
     if path.is_file():
         try:
             result = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError, RecursionError, UnicodeDecodeError):
             result = {}  # a damaged eval.json is recomputed, not trusted
+        result = result if isinstance(result, dict) else {}
     for name in metrics:
         t0 = time.perf_counter()
-        out = METRICS[name](ctx)
+        try:
+            out = METRICS[name](ctx)
+        except NotApplicable as e:
+            if skip is None:
+                raise
+            skip[name] = str(e)
+            continue
         out["seconds_total"] = round(time.perf_counter() - t0, 2)
         out["command"] = command
         out["checkpoint"] = {"epoch": ctx.meta["epoch"], "file": ctx.meta["tensors"]}

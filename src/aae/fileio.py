@@ -98,16 +98,22 @@ def append_line(path: str | Path, line: str) -> None:
 
 
 def read_jsonl(path: str | Path, stop_at_bad: bool = True) -> list:
-    """The records of a JSON-lines file ([] if absent). A line that does not parse (cut by a
-    crash) ends the log (``stop_at_bad``, for logs whose order matters) or is skipped."""
+    """The records (JSON objects) of a JSON-lines file ([] if absent or unreadable). A line that
+    is not one (cut by a crash, or edited) ends the log (``stop_at_bad``, for logs whose order
+    matters) or is skipped."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace") if path.is_file() else ""
+    except OSError:
         return []
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            if stop_at_bad:
-                break
+            rec = json.loads(line)
+        except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+            rec = None
+        if isinstance(rec, dict):
+            out.append(rec)
+        elif stop_at_bad:
+            break
     return out

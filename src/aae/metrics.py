@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import priors
 from .priors import Prior
 
 
@@ -55,12 +56,29 @@ def mmd2_test(x: torch.Tensor, y: torch.Tensor, permutations: int = 200, seed: i
             "sigma": sigma, "permutations": permutations, "n": [m, len(k) - m]}
 
 
+def code_problem(codes: torch.Tensor | np.ndarray, what: str = "test codes") -> str | None:
+    """Why ``codes`` (N, d) have no spread to embed or plot, or None when they do: some value is
+    NaN or infinite, or every row is the same point (an encoder that collapsed)."""
+    codes = torch.as_tensor(codes)
+    if len(codes) == 0:
+        return f"there are no {what}"
+    finite = torch.isfinite(codes)
+    if not finite.all():
+        rows = int((~finite.all(1)).sum())
+        return f"{rows} of the {len(codes)} {what} hold NaN or infinite values"
+    if len(codes) > 1 and bool((codes == codes[0]).all()):
+        return f"the {len(codes)} {what} are all the same point (the encoder's output is constant)"
+    return None
+
+
 def latent_fit(codes: torch.Tensor, prior: Prior, mmd_points: int = 2000, seed: int = 0) -> dict:
-    """Per-dimension mean/std/KS of ``codes`` against ``prior``'s marginals, and MMD^2 overall."""
+    """Per-dimension mean/std/KS of ``codes`` against ``prior``'s marginals, and MMD^2 overall.
+    Codes with NaN or infinite values get null KS statistics and a NaN MMD^2 (and ``nonfinite``,
+    the count of such rows); a prior without marginal CDFs gets null KS statistics."""
     from scipy.stats import kstest
 
     codes = codes.detach().float().cpu()
-    pm, ps = prior.moments()
+    pm, ps = priors.moments(prior)
     out: dict = {
         "n": len(codes),
         "mean": codes.mean(0).tolist(),
@@ -68,26 +86,35 @@ def latent_fit(codes: torch.Tensor, prior: Prior, mmd_points: int = 2000, seed: 
         "prior_mean": pm.tolist(),
         "prior_std": ps.tolist(),
     }
+    finite = bool(torch.isfinite(codes).all())
     ks = []
     for j in range(codes.shape[1]):
-        cdf = prior.marginal_cdf(j)
+        cdf = priors.marginal_cdf(prior, j) if finite else None
         ks.append(float(kstest(codes[:, j].numpy(), cdf).statistic) if cdf else None)
     out["ks"] = ks
     g = torch.Generator().manual_seed(seed)
     sub = codes[torch.randperm(len(codes), generator=g)[:mmd_points]]
-    ref = prior.sample(len(sub), generator=g)
-    out["mmd2"] = mmd2_unbiased(sub, ref)
+    ref = prior.sample(len(sub), generator=g).detach().float().cpu()
+    out["mmd2"] = mmd2_unbiased(sub, ref) if finite else float("nan")
     out["mmd_points"] = len(sub)
+    if not finite:
+        out["nonfinite"] = int((~torch.isfinite(codes).all(1)).sum())
     return out
 
 
 def summarize_fit(fit: dict) -> str:
+    """One line: the fit's headline numbers, then what was not drawn and why (``fit["skipped"]``)."""
     mean = np.abs(np.asarray(fit["mean"]) - np.asarray(fit["prior_mean"]))
-    ratio = np.asarray(fit["std"]) / np.asarray(fit["prior_std"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.asarray(fit["std"]) / np.asarray(fit["prior_std"])
     ks = [k for k in fit["ks"] if k is not None]
-    return (f"max |mean - prior| {mean.max():.3f}, std/prior in [{ratio.min():.2f}, "
+    line = (f"max |mean - prior| {mean.max():.3f}, std/prior in [{ratio.min():.2f}, "
             f"{ratio.max():.2f}], max KS {max(ks) if ks else float('nan'):.3f}, "
             f"MMD^2 {fit['mmd2']:.4f}")
+    skipped = fit.get("skipped") or {}
+    if skipped:
+        line += "; not drawn: " + "; ".join(f"{f} ({why})" for f, why in skipped.items())
+    return line
 
 
 def kid(real: torch.Tensor, fake: torch.Tensor, subsets: int = 10, subset_size: int = 1000,

@@ -105,7 +105,7 @@ def _encoder(cfg: ModelConfig, image_shape: tuple[int, ...], out_dim: int,
         check_output(net, "model.encoder", torch.zeros(2, *image_shape), (out_dim,))
         return net, False
     if cfg.arch == "conv":
-        return ConvEncoder(image_shape, out_dim, cfg.conv_widths), False
+        return ConvEncoder(image_shape, out_dim, cfg.conv_widths, cfg.conv_hidden), False
     extra = cfg.noise_dim if cfg.posterior == "universal" else 0
     return mlp([math.prod(image_shape) + extra, *cfg.encoder_hidden, out_dim], cfg.init_std), True
 
@@ -120,7 +120,7 @@ def _decoder(cfg: ModelConfig, in_dim: int, image_shape: tuple[int, ...],
         check_output(net, "model.decoder", torch.zeros(2, in_dim), image_shape)
         return net
     if cfg.arch == "conv":
-        return ConvDecoder(in_dim, image_shape, cfg.conv_widths)
+        return ConvDecoder(in_dim, image_shape, cfg.conv_widths, cfg.conv_hidden)
     return mlp([in_dim, *cfg.decoder_hidden, math.prod(image_shape)], cfg.init_std)
 
 

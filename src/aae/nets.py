@@ -2,7 +2,8 @@
 
 ``model.arch`` picks the encoder and decoder family: ``mlp`` (the paper's, over flattened pixels)
 or ``conv`` (DCGAN-style: stride-2 convolutions down, stride-2 transposed convolutions up, the
-channels of each stage in ``model.conv_widths``). The discriminators on codes stay MLPs.
+channels of each stage in ``model.conv_widths``, and fully connected layers of ``model.conv_hidden``
+between the last feature map and the code). The discriminators on codes stay MLPs.
 
 Your own networks: ``model.encoder``, ``model.decoder`` and ``model.discriminator`` name a factory
 as ``"package.module:factory"``, imported when the model is built (and again when a saved run is
@@ -55,9 +56,11 @@ def conv_sizes(image_shape: tuple[int, ...], stages: int) -> list[tuple[int, int
 
 
 class ConvEncoder(nn.Module):
-    """Stride-2 convolutions (kernel 4, LeakyReLU 0.2), then one linear layer to ``out_dim``."""
+    """Stride-2 convolutions (kernel 4, LeakyReLU 0.2), then linear layers to ``out_dim``: one, or
+    through the ``hidden`` sizes (ReLU between)."""
 
-    def __init__(self, image_shape: tuple[int, ...], out_dim: int, widths: list[int]):
+    def __init__(self, image_shape: tuple[int, ...], out_dim: int, widths: list[int],
+                 hidden: list[int] | None = None):
         super().__init__()
         c = image_shape[0]
         layers: list[nn.Module] = []
@@ -66,21 +69,24 @@ class ConvEncoder(nn.Module):
             c = width
         h, w = conv_sizes(image_shape, len(widths))[-1]
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(c * h * w, out_dim)
+        self.head = mlp([c * h * w, *hidden, out_dim]) if hidden else nn.Linear(c * h * w, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x).flatten(1))  # (N, C, H, W) -> (N, out_dim)
 
 
 class ConvDecoder(nn.Module):
-    """One linear layer to the smallest feature map, then stride-2 transposed convolutions
-    (kernel 4, ReLU) back to the image's size; the encoder's stages mirrored."""
+    """Linear layers to the smallest feature map (one, or through the ``hidden`` sizes in reverse),
+    then stride-2 transposed convolutions (kernel 4, ReLU) back to the image's size; the
+    encoder's stages mirrored."""
 
-    def __init__(self, in_dim: int, image_shape: tuple[int, ...], widths: list[int]):
+    def __init__(self, in_dim: int, image_shape: tuple[int, ...], widths: list[int],
+                 hidden: list[int] | None = None):
         super().__init__()
         sizes = conv_sizes(image_shape, len(widths))
         self.start = (widths[-1], *sizes[-1])
-        self.fc = nn.Linear(in_dim, math.prod(self.start))
+        size = math.prod(self.start)
+        self.fc = mlp([in_dim, *reversed(hidden), size]) if hidden else nn.Linear(in_dim, size)
         chans = [*reversed(widths), image_shape[0]]
         layers: list[nn.Module] = []
         for i in range(len(widths)):

@@ -196,7 +196,26 @@ def tsne_embed(x: np.ndarray, seed: int = 0, n_jobs: int = 0) -> np.ndarray:
     jobs = n_jobs or os.cpu_count() or 1
     return np.asarray(TSNE(n_components=2, perplexity=30, early_exaggeration_iter=100, n_iter=250,
                            n_jobs=jobs, negative_gradient_method="fft", random_state=seed).fit(
-        np.ascontiguousarray(x, dtype=np.float64)))
+        tsne_input(x)))
+
+
+def tsne_input(x: np.ndarray) -> np.ndarray:
+    """``x`` centred and scaled to unit std, as float64: t-SNE's result does not depend on the
+    scale (each point's kernel width is fitted to the perplexity), but openTSNE crashes the process
+    (a segmentation fault) on points that are all the same, or spread by 1e-300 or by 1e30. Raises
+    ``ValueError`` for points with NaN or infinite values or no spread."""
+    x = np.array(x, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"t-SNE needs an (N >= 2, d) array, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("t-SNE needs finite points; these hold NaN or infinite values")
+    for _ in range(2):  # into [-1, 1] (the mean and std cannot overflow), then centred likewise
+        top = np.abs(x).max()
+        if not top > 0:
+            raise ValueError("t-SNE needs points with spread; these are all the same point")
+        x = x / top
+        x -= x.mean(0)
+    return np.ascontiguousarray(x / x.std())
 
 
 def curves_png(panels: list[tuple[str, str, dict[str, tuple[list, list]]]], xlabel: str,

@@ -1,21 +1,43 @@
 """Priors p(z): anything with ``dim`` and ``sample(n, labels=None, generator=None)``.
 
-A prior is what an adversarial regularizer matches the aggregated posterior q(z) to. The training
-loop relies only on :class:`Prior`'s ``sample``; the rest is optional and used where it exists:
+A prior is what an adversarial regularizer matches the aggregated posterior q(z) to.
 
-* ``log_prob(z)``: the density (latent density scores, evaluation);
-* ``marginal_cdf(j)`` / ``marginal_pdf(j)``: per-dimension marginals (KS tests, histograms);
+What a prior must provide (checked by :func:`check_prior` before a model is built, so that a
+wrong prior fails at once with one line instead of after training):
+
+* ``sample(n, labels=None, generator=None)``: ``n`` draws as a ``torch.Tensor`` of shape
+  ``(n, dim)`` in torch's default float dtype (float32), all finite. It must draw with the given
+  ``generator`` (a ``torch.Generator``) so that runs are reproducible and resume bit for bit. A
+  numpy array is refused (``torch.from_numpy(a).float()`` converts one): the training step puts
+  the draws beside the codes on the codes' device without converting them.
+* ``dim`` (optional but recommended): the code size; when present it must equal
+  ``model.code_dim``.
+
+What a prior may provide; :class:`Prior` holds the default used when it does not, and the
+functions :func:`moments`, :func:`marginal_cdf`, :func:`marginal_pdf`, :func:`log_prob` and
+:func:`assign` apply that default to any object, a :class:`Prior` subclass or not:
+
+* ``moments()``: per-dimension mean and std (latent.json, latent.png, the 2-D manifold).
+  Default: estimated from 100 000 draws of ``sample`` with a generator seeded 0.
+* ``marginal_cdf(j)`` / ``marginal_pdf(j)``: dimension ``j``'s CDF and density as callables on
+  numpy arrays. Default: None; the KS statistics are then null in latent.json and latent.png
+  draws the codes' histograms without the prior's density.
+* ``log_prob(z)``: the log-density. Default: raises ``NotImplementedError``; the features that
+  need a density (``model.reject_quantile``, ``aae score``'s ``neg_log_prior``) are refused or
+  left out.
 * ``num_components`` and ``assign(z)``: priors made of labelled parts (mixture components, swiss
   roll segments): ``sample(n, labels)`` draws each labelled row from its label's part (label -1:
-  the whole prior), and ``assign`` says which part a code belongs to.
+  the whole prior), and ``assign`` says which part a code belongs to. Default: no components.
 
-A user's own prior is any object with ``dim`` and ``sample``, named in the config as
+A user's own prior is any object with ``sample`` (and ``dim``), named in the config as
 ``prior.name = "package.module:attribute"`` (a prior object, or a callable taking ``dim``).
+Subclassing :class:`Prior` is optional; it gives the defaults above as methods.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 
 import torch
@@ -64,10 +86,52 @@ class Prior:
         return None
 
     def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-dimension mean and std, estimated from samples unless a subclass knows them."""
-        z = self.sample(100_000, generator=torch.Generator().manual_seed(0))
+        """Per-dimension mean and std, estimated from 100 000 samples (generator seeded 0) unless a
+        subclass knows them."""
+        z = self.sample(100_000, generator=torch.Generator().manual_seed(0)).detach().cpu()
         return z.mean(0), z.std(0)
 
+
+
+def _method(prior, name: str):
+    """``prior``'s own method ``name``, or :class:`Prior`'s default bound to ``prior``."""
+    own = getattr(prior, name, None)
+    return own if callable(own) else getattr(Prior, name).__get__(prior)
+
+
+def moments(prior) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std of any prior (its ``moments()``, or estimated from samples)."""
+    mean, std = _method(prior, "moments")()
+    return torch.as_tensor(mean).float().cpu(), torch.as_tensor(std).float().cpu()
+
+
+def marginal_cdf(prior, dim: int):
+    """Dimension ``dim``'s CDF (a callable on numpy arrays), or None where the prior has none."""
+    return _method(prior, "marginal_cdf")(dim)
+
+
+def marginal_pdf(prior, dim: int):
+    """Dimension ``dim``'s density (a callable on numpy arrays), or None where the prior has none."""
+    return _method(prior, "marginal_pdf")(dim)
+
+
+def log_prob(prior, z: torch.Tensor) -> torch.Tensor:
+    """log p(z); ``NotImplementedError`` where the prior has no density."""
+    return _method(prior, "log_prob")(z)
+
+
+def assign(prior, z: torch.Tensor) -> torch.Tensor:
+    """The part of the prior each code belongs to; ``NotImplementedError`` where it has none."""
+    return _method(prior, "assign")(z)
+
+
+def has_density(prior, dim: int) -> bool:
+    """Whether ``log_prob`` works (on one code of zeros)."""
+    try:
+        log_prob(prior, torch.zeros(1, dim))
+    except NotImplementedError:
+        return False
+    return True
 
 class Gaussian(Prior):
     """N(mean, diag(std^2)) in ``dim`` dimensions; N(0, I) is the original report's prior."""
@@ -251,23 +315,88 @@ def _load_user_prior(cfg: PriorConfig, dim: int) -> Prior:
         obj = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError, ValueError) as e:
         raise AAEError(f"option prior.name: cannot load {cfg.name!r} ({e})") from None
-    if callable(obj) and not hasattr(obj, "sample"):
-        obj = obj(dim)
-    if not callable(getattr(obj, "sample", None)):
-        raise AAEError(f"option prior.name: {cfg.name!r} has no sample(n, labels=None, "
-                       "generator=None) method")
-    if getattr(obj, "dim", dim) != dim:
-        raise AAEError(f"option prior.name: {cfg.name!r} has dim {obj.dim}, but model.code_dim "
-                       f"is {dim}")
+    if inspect.isclass(obj) or (callable(obj) and not hasattr(obj, "sample")):
+        try:
+            obj = obj(dim)
+        except Exception as e:  # the user's code: any failure is one line naming the prior
+            raise AAEError(f"option prior.name: {cfg.name}({dim}) raised "
+                           f"{type(e).__name__}: {_first_line(e)}") from None
     return obj
 
 
-def build_prior(cfg: PriorConfig, dim: int) -> Prior:
-    if ":" in cfg.name:
-        return _load_user_prior(cfg, dim)
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:300] if lines else "(no message)"
+
+
+CHECK_ROWS = 7  # draws taken by check_prior: few, and unlikely to equal a code size by chance
+
+
+def _describe(z) -> str | None:
+    """What is wrong with ``z``'s type, dtype or values as draws of a prior, or None (the caller
+    checks the shape)."""
+    expected = torch.get_default_dtype()
+    if not isinstance(z, torch.Tensor):
+        hint = "; convert it with torch.from_numpy(a).float()" if type(z).__module__ == "numpy" else ""
+        return f"a {type(z).__module__}.{type(z).__qualname__}; expected a torch.Tensor{hint}"
+    if z.dtype != expected:
+        return f"dtype {z.dtype}; expected {expected} (the codes' dtype; use .float())"
+    if not torch.isfinite(z).all():
+        return f"{int((~torch.isfinite(z)).sum())} NaN or infinite values; expected finite draws"
+    return None
+
+
+def _call_sample(prior, label: str, labels: torch.Tensor | None):
+    call = "sample(7)" if labels is None else "sample(7, labels)"
     try:
-        make = PRIORS[cfg.name]
-    except KeyError:
-        raise AAEError(f"option prior.name: unknown prior {cfg.name!r}; expected one of "
-                       f"{', '.join(sorted(PRIORS))}, or package.module:attribute") from None
-    return make(cfg, dim)
+        return prior.sample(CHECK_ROWS, labels=labels,
+                            generator=torch.Generator().manual_seed(0)), call
+    except Exception as e:  # the user's code: any failure is one line naming the prior
+        raise AAEError(f"option prior.name: prior {label}: {call} raised {type(e).__name__}: "
+                       f"{_first_line(e)}") from None
+
+
+def check_prior(prior, dim: int, name: str | None = None) -> None:
+    """Refuse, with one :class:`AAEError` line naming the prior, anything the training loop and
+    the artifacts could not use: no ``sample(n, labels=None, generator=None)``, a ``dim`` other
+    than ``dim``, or draws (7 of them, generator seeded 0; for a prior with components also 7
+    with labels -1, 0, 1, ...) that are not a float tensor of shape (7, ``dim``) with finite
+    values. An exception raised by ``sample`` becomes that line too."""
+    label = repr(name or type(prior).__name__)
+    sample = getattr(prior, "sample", None)
+    if not callable(sample):
+        raise AAEError(f"option prior.name: {label} has no sample(n, labels=None, generator=None) "
+                       "method")
+    try:
+        inspect.signature(sample).bind(CHECK_ROWS, labels=None, generator=None)
+    except TypeError:
+        raise AAEError(f"option prior.name: prior {label}: sample{inspect.signature(sample)} does "
+                       "not accept (n, labels=None, generator=None)") from None
+    except ValueError:  # no signature to inspect (a builtin): calling it will tell
+        pass
+    if getattr(prior, "dim", dim) != dim:
+        raise AAEError(f"option prior.name: {label} has dim {prior.dim}, but model.code_dim is {dim}")
+    k = getattr(prior, "num_components", 0) or 0
+    for labels in [None] + ([torch.arange(CHECK_ROWS) % (k + 1) - 1] if k else []):
+        z, call = _call_sample(prior, label, labels)
+        wrong = _describe(z)
+        if wrong is None and tuple(z.shape) != (CHECK_ROWS, dim):
+            wrong = (f"shape {tuple(z.shape)}; expected ({CHECK_ROWS}, {dim}): one row per draw, "
+                     f"model.code_dim = {dim} columns")
+        if wrong:
+            raise AAEError(f"option prior.name: prior {label}: {call} returned {wrong}")
+
+
+def build_prior(cfg: PriorConfig, dim: int) -> Prior:
+    """The prior ``cfg`` names, for codes of ``dim`` dimensions, checked by :func:`check_prior`."""
+    if ":" in cfg.name:
+        prior = _load_user_prior(cfg, dim)
+    else:
+        try:
+            make = PRIORS[cfg.name]
+        except KeyError:
+            raise AAEError(f"option prior.name: unknown prior {cfg.name!r}; expected one of "
+                           f"{', '.join(sorted(PRIORS))}, or package.module:attribute") from None
+        prior = make(cfg, dim)
+    check_prior(prior, dim, cfg.name)
+    return prior

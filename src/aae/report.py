@@ -24,6 +24,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from . import checkpoint as ckpt
 from . import plots
 from .config import Config, load_toml
 from .errors import AAEError
@@ -45,6 +46,7 @@ table{border-collapse:collapse;background:#fff;font-size:.9em;margin-bottom:12px
 td,th{border:1px solid #e1e4ea;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#eef0f4} tr.diff td{background:#fff4d6} code{font-size:.9em}
 .timeline{display:flex;gap:10px;overflow-x:auto} .timeline figure{flex:0 0 auto;max-width:360px}
+.skipped{background:#fff4d6;border:1px solid #e8d9a8;border-radius:8px;padding:4px 14px;margin:0 0 14px}
 """
 
 
@@ -90,10 +92,12 @@ def read_metrics(run: Path) -> list[dict[str, Any]]:
 
 
 def _json(path: Path) -> dict[str, Any]:
+    """A JSON table the run wrote ({} where it is missing, unreadable or not a table)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
+        d = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError, RecursionError, UnicodeDecodeError):  # JSONDecodeError is one
         return {}
+    return d if isinstance(d, dict) else {}
 
 
 def _config(run: Path) -> dict[str, Any]:
@@ -195,8 +199,19 @@ def _summary(run: Path, cfg: dict, lines: list[dict], latent: dict) -> list[str]
             _cards(cards)]
 
 
-def _pictures(run: Path, lines: list[dict]) -> list[str]:
-    """Sample grids over training, curves, and every picture the run has."""
+def _skipped(latent: dict) -> str:
+    """The pictures the run left out and why (``latent.json``'s ``skipped``), as a list."""
+    skipped = latent.get("skipped") or {}
+    if not isinstance(skipped, dict) or not skipped:
+        return ""
+    items = "".join(f"<li><code>{html.escape(str(f))}</code>: {html.escape(str(why))}</li>"
+                    for f, why in skipped.items())
+    return f'<div class="skipped"><p>Not drawn:</p><ul>{items}</ul></div>'
+
+
+def _pictures(run: Path, lines: list[dict], latent: dict | None = None) -> list[str]:
+    """Sample grids over training, curves, every picture the run has, and the ones it left out
+    with the reason."""
     body = []
     name = run.resolve().name
     grids = sorted((int(mt.group(1)), p) for p in (run / "samples").glob("epoch_*.png")
@@ -215,9 +230,11 @@ def _pictures(run: Path, lines: list[dict]) -> list[str]:
                                           "training seconds"), "curves over time",
                          "over wall-clock training time"))
     present = [(f, c) for f, c in PICTURES if (run / f).is_file()]
-    if present:
+    left_out = _skipped(latent or {})
+    if present or left_out:
         body.append("<h2>What the model learned</h2>")
         body += [_file_img(run / f, c) for f, c in present]
+        body += [left_out] if left_out else []
     return body
 
 
@@ -225,7 +242,8 @@ def _numbers(run: Path, cfg: dict, lines: list[dict], latent: dict) -> list[str]
     """Latent fit, evaluation, configuration, timing and hardware tables."""
     body = []
     if latent:
-        rows = [(k, v) for k, v in flatten(latent).items() if not isinstance(v, list) or len(v) <= 12]
+        rows = [(k, v) for k, v in flatten(latent).items()
+                if (not isinstance(v, list) or len(v) <= 12) and not k.startswith("skipped.")]
         body.append("<h2>Latent fit (latent.json)</h2>" + _table(rows))
     ev = _json(run / "eval.json")
     if ev:
@@ -238,8 +256,8 @@ def _numbers(run: Path, cfg: dict, lines: list[dict], latent: dict) -> list[str]
     body.append("<h2>Configuration</h2><p>Options that differ from aae's defaults "
                 "(the full config is <code>config.toml</code>):</p>"
                 + _table(config_diff(cfg), ("option", "value")))
-    ck = sorted((run / "checkpoints").glob("*.json"))
-    meta = _json(ck[-1]) if ck else {}
+    ck = ckpt.candidates(run / "checkpoints") if (run / "checkpoints").is_dir() else []
+    meta = _json(ck[0]) if ck else {}
     last, t = (lines[-1] if lines else {}), cfg.get("train", {})
     body.append("<h2>Timing and hardware</h2>" + _table([
         ("training seconds", last.get("elapsed")), ("mean seconds per epoch",
@@ -257,7 +275,7 @@ def build_report(run: str | Path) -> str:
     cfg = _config(run)
     lines = read_metrics(run)
     latent = _json(run / "latent.json")
-    body = [*_summary(run, cfg, lines, latent), *_pictures(run, lines),
+    body = [*_summary(run, cfg, lines, latent), *_pictures(run, lines, latent),
             *_numbers(run, cfg, lines, latent)]
     return _page(f"aae run {run.resolve().name}", "\n".join(body))
 
@@ -312,7 +330,12 @@ def compare(runs: list[str | Path], out: str | Path) -> Path:
             "<h2>Configurations</h2><p>Rows that differ come first and are marked.</p>"
             f"<table>{head}{rows}</table>"]
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise AAEError(f"option --out {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise AAEError(f"option --out {out}: cannot create the folder ({e.strerror or e})") from None
     atomic_write_text(out / "compare.html", _page("aae compare", "\n".join(body)))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

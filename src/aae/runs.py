@@ -4,7 +4,8 @@ Layout of ``RUN/``::
 
     config.toml            the fully resolved config
     metrics.jsonl          one JSON object per epoch
-    checkpoints/           STEM.safetensors + STEM.json pairs (see aae.checkpoint)
+    checkpoints/           STEM.safetensors + STEM.json pairs (see aae.checkpoint); damaged ones
+                           a writer found, kept aside as STEM.damaged[.N].json/.safetensors
     samples/epoch_NNNN.png decoder output for one fixed set of 100 prior samples
     samples/progress.png   those grids side by side
     tsne.png, latent.png, latent.json
@@ -15,22 +16,26 @@ from __future__ import annotations
 
 import os
 import re
+import weakref
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from . import checkpoint as ckpt
-from .config import Config, load_toml
+from .config import PHASES, Config, load_toml
 from .errors import AAEError
 from .model import AAE
-from .priors import build_prior
+from .priors import build_prior, has_density
 
 # What aae writes into a run folder, by name: --force removes these and nothing else. Inside
 # its sub-folders only files of the names aae gives are removed; a folder left empty goes too.
 FILES = ("config.toml", "metrics.jsonl", "tsne.png", "latent.png", "latent.json",
          "latent_scatter.png", "manifold.png", "style.png", "clusters.png",
          "clusters_confident.png", "eval.json", "report.html")
-FOLDERS = {"checkpoints": re.compile(r"epoch_\d{4}(_step_\d{6})?\.(json|safetensors)|\..*\.tmp"),
+FOLDERS = {"checkpoints": re.compile(r"epoch_\d{4,}(_step_\d{6,})?(\.damaged(\.\d+)?)?"
+                                     r"\.(json|safetensors)|\..*\.tmp"),
            "samples": re.compile(r"epoch_\d+\.png|progress\.png"),
            "best": re.compile(r"best\.(json|safetensors)|\..*\.tmp"),
            "tb": re.compile(r"events\.out\.tfevents\..*")}
@@ -74,10 +79,12 @@ class RunLock:
     file holds the holder's PID, so a second writer can say who it waits for. Readers (sample,
     evaluate, report) take no lock."""
 
+    held: weakref.WeakSet[RunLock] = weakref.WeakSet()  # the locks this process holds
+
     def __init__(self, run: Path):
         import fcntl
 
-        self.path = run / ".lock"
+        self.run, self.path = Path(run).resolve(), run / ".lock"
         try:
             self.file = open(self.path, "a+")  # noqa: SIM115 (held until release)
         except OSError as e:
@@ -94,6 +101,12 @@ class RunLock:
         self.file.truncate()
         self.file.write(str(os.getpid()))
         self.file.flush()
+        RunLock.held.add(self)
+
+    @staticmethod
+    def holds(run: Path) -> bool:
+        """Whether this process holds ``run``'s lock (is its writer)."""
+        return any(lk.run == Path(run).resolve() and not lk.file.closed for lk in RunLock.held)
 
     def release(self) -> None:
         if not self.file.closed:
@@ -128,29 +141,72 @@ def prepare_new(out: Path, force: bool) -> RunLock:
 RUNTIME_KEYS = ("epochs", "device", "threads", "precision", "compile", "cuda_graph")
 
 
+# the learning rates may change too: lowering them is how a diverged run continues
+_RUNTIME = frozenset(f"train.{k}" for k in RUNTIME_KEYS) | {f"optim.{ph}.lr" for ph in PHASES}
+_MISSING = "(missing)"
+
+
+def first_difference(a: dict, b: dict, skip: frozenset[str] = frozenset(),
+                     prefix: str = "") -> tuple[str, Any, Any] | None:
+    """The first dotted key (in ``a``'s order, then ``b``'s) whose value differs between the
+    nested tables ``a`` and ``b``, with both values; keys in ``skip`` are not compared."""
+    for k in [*a, *(k for k in b if k not in a)]:
+        key = f"{prefix}{k}"
+        if key in skip:
+            continue
+        va, vb = a.get(k, _MISSING), b.get(k, _MISSING)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            found = first_difference(va, vb, skip, key + ".")
+            if found:
+                return found
+        elif va != vb:
+            return key, va, vb
+    return None
+
+
 def check_resume_config(saved: Config, given: Config, run: Path) -> None:
     """On --resume only the length of training (and where and how it runs) may change."""
-    a, b = saved.to_dict(), given.to_dict()
-    for section, keys in a.items():
-        for k, v in keys.items():
-            if section == "train" and k in RUNTIME_KEYS:
-                continue
-            if b[section][k] != v:
-                raise AAEError(f"--resume {run}: option {section}.{k} is {v!r} in the saved run "
-                               f"but {b[section][k]!r} was given; drop it or start a new run")
+    diff = first_difference(saved.to_dict(), given.to_dict(), _RUNTIME)
+    if diff:
+        key, v, w = diff
+        raise AAEError(f"--resume {run}: option {key} is {v!r} in the saved run but {w!r} was "
+                       "given; drop it or start a new run")
 
 
-def resume_config(run: Path, given: Config) -> tuple[Config, tuple[dict, dict]]:
-    """The config to resume ``run`` with (its saved one, with the runtime options of ``given``)
-    and its newest verified checkpoint (tensors, meta)."""
-    saved = load_config(run)
-    check_resume_config(saved, given, run)
-    d = saved.to_dict()
-    d["train"].update({k: getattr(given.train, k) for k in RUNTIME_KEYS})
-    tensors, meta = ckpt.latest(run / "checkpoints")
+def checkpoint_config(meta: dict[str, Any], json_name: str) -> Config:
+    """The config a checkpoint was written under (AAEError naming it if it does not load)."""
+    try:
+        return Config.from_dict(meta["config"]).validate()
+    except AAEError as e:
+        raise AAEError(f"checkpoint {json_name}: its config does not load here ({e})") from None
+
+
+def resume_config(run: Path, given: Config, warn: Callable[[str], None] | None = None,
+                  ) -> tuple[Config, tuple[dict, dict]]:
+    """The config to resume ``run`` with and its newest verified checkpoint (tensors, meta).
+    The checkpoint's config is the run's; ``config.toml`` is a view of it and must agree with it
+    (but for :data:`RUNTIME_KEYS`), and ``given`` may change only those. A damaged newer
+    checkpoint is skipped with a warning (``warn``); the process holding the run's lock (its
+    writer) also keeps it aside (:func:`aae.checkpoint.latest`)."""
+    shown = load_config(run)
+    folder = run / "checkpoints"
+    tensors, meta = ckpt.latest(folder, set_aside=RunLock.holds(run), warn=warn)
     if not isinstance(meta.get("optim"), dict) or "rng" not in meta:
         raise AAEError(f"--resume {run}: its checkpoint holds the model's weights only (as "
                        "AAE.save writes them), not a training state to continue")
+    name = meta["tensors"].removesuffix(".safetensors") + ".json"
+    saved = checkpoint_config(meta, str(folder / name))
+    diff = first_difference(shown.to_dict(), saved.to_dict(), _RUNTIME)
+    if diff:
+        key, v, w = diff
+        raise AAEError(f"run {run}: config.toml differs from the checkpoint's config at {key} "
+                       f"({v!r} in config.toml, {w!r} in {name}); restore config.toml or start "
+                       "a new run")
+    check_resume_config(saved, given, run)
+    d = saved.to_dict()
+    d["train"].update({k: getattr(given.train, k) for k in RUNTIME_KEYS})
+    for ph, opt in d["optim"].items():
+        opt["lr"] = given.optim[ph].lr
     return Config.from_dict(d).validate(), (tensors, meta)
 
 
@@ -177,13 +233,34 @@ def build_model(cfg: Config, image_shape: tuple[int, ...],
         raise AAEError(f"option model.label_conditioning: the {cfg.prior.name} prior has no "
                        "components to put each label on; use prior.name = mixture or swiss_roll")
     if cfg.model.reject_quantile > 0:
-        try:
-            prior.log_prob(torch.zeros(1, cfg.model.code_dim))
-        except NotImplementedError:
+        if not has_density(prior, cfg.model.code_dim):
             raise AAEError(f"option model.reject_quantile: the {cfg.prior.name} prior has no "
                            "density to reject unlikely codes by; use a gaussian, uniform or "
-                           "mixture prior") from None
+                           "mixture prior")
+    if not (parts or m.encoder or m.decoder or m.discriminator):  # user code is built once
+        check_size(AAE, (image_shape, cfg.model, prior, labels), cfg.data.labelled)
     return AAE(image_shape, cfg.model, prior, labels, labelled=cfg.data.labelled, parts=parts)
+
+
+# bytes per parameter in training: the weight, its gradient and Adam's two moments (float32)
+TRAINING_BYTES = 16
+
+
+def check_size(cls, args: tuple, labelled: int) -> None:
+    """Refuse a model whose training state would not fit in this machine's memory, before any of
+    it is allocated (it is first built on the ``meta`` device, which holds shapes only): an
+    oversized layer would otherwise be killed by the kernel's out-of-memory killer, unexplained."""
+    with torch.device("meta"):
+        n = sum(p.numel() for p in cls(*args, labelled=labelled).parameters())
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not every platform says
+        return
+    if n * TRAINING_BYTES > memory:
+        raise AAEError(f"options model.*: the model has {n / 1e6:,.0f} M parameters, "
+                       f"{n * TRAINING_BYTES / 2**30:,.1f} GiB to train with Adam, more than this "
+                       f"machine's {memory / 2**30:,.1f} GiB of memory; use smaller layers "
+                       "(model.encoder_hidden, decoder_hidden, disc_hidden, conv_widths, code_dim)")
 
 
 def load_weights(model: AAE, tensors: dict[str, torch.Tensor], source: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import priors
 from .fileio import atomic_write_text
 from .model import AAE
 
@@ -39,7 +40,7 @@ def score_images(model: AAE, x: torch.Tensor, batch: int = 2000) -> dict[str, np
         out["recon_error"].append((rec - xb).pow(2).flatten(1).mean(1).cpu().numpy())
         if has_density:
             try:
-                out["neg_log_prior"].append((-reg.prior.log_prob(z)).cpu().numpy())
+                out["neg_log_prior"].append((-priors.log_prob(reg.prior, z)).cpu().numpy())
             except NotImplementedError:
                 has_density = False
         labels = None if not reg.num_labels else torch.full((len(z),), -1, device=z.device)

@@ -50,7 +50,8 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         # one writer per run: a resumed run is locked before anything of it is read
         self.lock = RunLock(self.out) if resume and self.shard.main and is_run(self.out) else None
-        cfg, saved = resume_config(self.out, cfg) if resume else (cfg, None)
+        cfg, saved = (resume_config(self.out, cfg, warn=lambda m: self.log(f"warning: {m}"))
+                      if resume else (cfg, None))
         self.cfg = cfg
         # everything that can fail on user input happens before the run folder is touched
         data = data_mod.from_config(cfg.data) if data is None else data
@@ -214,7 +215,7 @@ class Trainer:
         dt = time.perf_counter() - t0
         s.epoch_seconds += dt
         s.elapsed += dt
-        check_finite(self.shard.all_max(bad), epoch, self.out)
+        check_finite(self.shard.all_max(bad), epoch, self.out, self.cfg)
         if self._stop is not None and s.step_in_epoch < steps:
             # the partial epoch's sums of every rank go into the checkpoint (rank 0 writes their
             # total; on resume rank 0 takes it and the others start from zero)
@@ -289,16 +290,18 @@ def start_line(t: Trainer) -> str:
             + (f"; options: {diff}" if diff else ""))
 
 
-def check_finite(bad: torch.Tensor, epoch: int, run: Path) -> None:
+def check_finite(bad: torch.Tensor, epoch: int, run: Path, cfg: Config) -> None:
     """Raise :class:`DivergenceError` naming the first phase whose loss was not finite (``bad``:
-    the first such step per phase, -1 for none)."""
-    for phase, step in zip(("reconstruction", "discriminator", "encoder (generator)"),
-                           bad.tolist()):
+    the first such step per phase, -1 for none) and the command that continues with its
+    optimizer's learning rate a tenth as large."""
+    phases = (("reconstruction", "recon"), ("discriminator", "disc"), ("encoder (generator)", "gen"))
+    for (phase, key), step in zip(phases, bad.tolist()):
         if step >= 0:
+            lr = cfg.optim[key].lr / 10
             raise DivergenceError(
                 f"the {phase} loss became NaN or infinite at epoch {epoch}, step {step}; "
-                f"the last good checkpoint in {run / 'checkpoints'} is kept; lower the "
-                "learning rates and resume or start again")
+                f"the last good checkpoint in {run / 'checkpoints'} is kept; continue from it "
+                f"with a lower rate: aae train --resume {run} --set optim.{key}.lr={lr:.3g}")
 
 
 def metrics_line(t: Training, shard, epoch: int, images: int) -> dict[str, Any]:
