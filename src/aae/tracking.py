@@ -12,6 +12,7 @@ to the user's own code.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,8 @@ class MLflow(Hook):
         except ImportError:
             raise AAEError("train.mlflow_uri: MLflow is not installed "
                            "(pip install 'aae[mlflow]')") from None
+        if t.quiet:  # MLflow's own INFO lines (its store's schema upgrades, say)
+            logging.getLogger("mlflow").setLevel(logging.WARNING)
         cfg, extra = t.cfg.train, t.t.state.extra
         self.client = MlflowClient(tracking_uri=cfg.mlflow_uri)
         self.logged: set[int] = set()
