@@ -153,6 +153,7 @@ def save(folder: Path, stem: str, tensors: dict[str, torch.Tensor], meta: dict[s
 
 # -- what a checkpoint's JSON may hold --------------------------------------------------------------
 
+
 def _int(v: Any, lo: int, hi: int) -> bool:
     return type(v) is int and lo <= v <= hi
 

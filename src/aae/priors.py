@@ -92,7 +92,6 @@ class Prior:
         return z.mean(0), z.std(0)
 
 
-
 def _method(prior, name: str):
     """``prior``'s own method ``name``, or :class:`Prior`'s default bound to ``prior``."""
     own = getattr(prior, name, None)
@@ -132,6 +131,7 @@ def has_density(prior, dim: int) -> bool:
     except NotImplementedError:
         return False
     return True
+
 
 class Gaussian(Prior):
     """N(mean, diag(std^2)) in ``dim`` dimensions; N(0, I) is the original report's prior."""

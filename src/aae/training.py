@@ -276,6 +276,7 @@ class Trainer:
         raise Interrupted(f"{name}: {what} to {self.out / 'checkpoints'}; continue with: "
                           f"aae train --resume {self.out}", self._stop)
 
+
 def start_line(t: Trainer) -> str:
     """What a run is about to do, in one line: device, data, model size, where it writes, and the
     options that differ from the defaults."""
