@@ -97,9 +97,8 @@ def _write_onnx(module: nn.Module, args: tuple, ins: list[str], outs: list[str],
         raise AAEError("export --format onnx needs onnx and onnxscript: "
                        "pip install 'aae[export]'") from None
     program = _program(module, args, ins)
-    with _quiet():
-        onnx_program = torch.onnx.export(program, args, input_names=ins, output_names=outs,
-                                         opset_version=OPSET, dynamo=True, verbose=False)
+    onnx_program = torch.onnx.export(program, args, input_names=ins, output_names=outs,
+                                     opset_version=OPSET, dynamo=True, verbose=False)
     proto = onnx_program.model_proto
     for k, v in meta.items():
         proto.metadata_props.add(key=k, value=v)

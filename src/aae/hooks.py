@@ -124,6 +124,12 @@ class Samples(Hook):
             artifacts.write_latent_2d(t.out, t.model, t.data, epoch=epoch)
 
 
+def new_grids(out: Path, logged: set[int], epoch: int) -> list[tuple[int, Path]]:
+    """The sample grids up to ``epoch`` not in ``logged`` yet (epoch 0's, or a resumed run's)."""
+    return [(e, p) for e in range(epoch + 1)
+            if e not in logged and (p := artifacts.samples_path(out, e)).is_file()]
+
+
 class TensorBoard(Hook):
     """RUN/tb/: per-epoch losses, accuracies, evaluation metrics and learning rates, every sample
     grid (epoch 0's too) in the data's channels, and at the end the run's hyper-parameters (the
@@ -147,10 +153,8 @@ class TensorBoard(Hook):
                 self.writer.add_scalar(k, line[k], epoch)
         for phase, lr in line.get("lr", {}).items():
             self.writer.add_scalar(f"lr/{phase}", lr, epoch)
-        for e in range(epoch + 1):  # the grids not shown yet (epoch 0's, or a resumed run's)
-            path = artifacts.samples_path(t.out, e)
-            if e not in self.logged and path.is_file():
-                self._image(path, e)
+        for e, path in new_grids(t.out, self.logged, epoch):
+            self._image(path, e)
 
     def _image(self, path: Path, epoch: int) -> None:
         from PIL import Image

@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import artifacts
 from .errors import AAEError
-from .hooks import SCALAR_KEYS, Hook
+from .hooks import SCALAR_KEYS, Hook, new_grids
 
 if TYPE_CHECKING:  # pragma: no cover
     from .training import Trainer
@@ -81,11 +80,9 @@ class MLflow(Hook):
         metrics += [Metric(f"lr_{phase}", float(lr), now, epoch)
                     for phase, lr in line.get("lr", {}).items()]
         self.client.log_batch(self.run_id, metrics=metrics)
-        for e in range(epoch + 1):  # the grids not logged yet (epoch 0's, or a resumed run's)
-            path = artifacts.samples_path(t.out, e)
-            if e not in self.logged and path.is_file():
-                self.client.log_artifact(self.run_id, str(path), "samples")
-                self.logged.add(e)
+        for e, path in new_grids(t.out, self.logged, epoch):
+            self.client.log_artifact(self.run_id, str(path), "samples")
+            self.logged.add(e)
 
     def run_end(self, t: Trainer) -> None:
         for name in RUN_FILES:
